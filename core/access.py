@@ -1,0 +1,79 @@
+"""Who may do what, and where: every role and site check goes through here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.errors import Forbidden
+from core.models import Role, Site
+
+ALL_STAFF = frozenset(Role)
+R = Role
+
+# action -> roles allowed. Site scope is checked separately with require_site().
+POLICY: dict[str, frozenset[Role]] = {
+    "catalog.read": ALL_STAFF,
+    "sites.read": ALL_STAFF,
+    "resident.create": frozenset({R.community_worker, R.clerk, R.coordinator, R.admin}),
+    "resident.read": frozenset(
+        {R.community_worker, R.clerk, R.expert, R.supervisor, R.coordinator, R.admin}
+    ),
+    "resident.reveal_id": frozenset({R.clerk, R.admin}),
+    "case.create": frozenset({R.community_worker, R.clerk, R.admin}),
+    "case.read": frozenset(
+        {R.community_worker, R.clerk, R.expert, R.supervisor, R.coordinator, R.admin}
+    ),
+    "staff.read": frozenset({R.supervisor, R.admin}),
+    "staff.manage": frozenset({R.admin}),
+    "audit.read": frozenset({R.supervisor, R.admin}),
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated staff member behind a request or socket."""
+
+    staff_id: int
+    username: str
+    display_name: str
+    role: Role
+    site_ids: frozenset[int] = field(default_factory=frozenset)
+    line_ids: frozenset[int] = field(default_factory=frozenset)
+    skills: tuple[str, ...] = ()
+    session_id: str = ""
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.admin
+
+
+def can(principal: Principal, action: str) -> bool:
+    return principal.role in POLICY[action]
+
+
+def authorize(principal: Principal, action: str) -> None:
+    """Raise Forbidden unless the principal's role may perform the action."""
+    if not can(principal, action):
+        raise Forbidden("forbidden_role")
+
+
+async def site_in_scope(session: AsyncSession, principal: Principal, site_id: int) -> bool:
+    """True when the site, or one of its ancestors, is bound to the principal (admins: always)."""
+    if principal.is_admin:
+        return True
+    current: int | None = site_id
+    for _ in range(8):  # district > town > community is 3 deep; 8 guards against a cycle
+        if current is None:
+            return False
+        if current in principal.site_ids:
+            return True
+        current = (await session.exec(select(Site.parent_id).where(Site.id == current))).first()
+    return False
+
+
+async def require_site(session: AsyncSession, principal: Principal, site_id: int) -> None:
+    if not await site_in_scope(session, principal, site_id):
+        raise Forbidden("forbidden_site")

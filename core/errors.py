@@ -1,0 +1,148 @@
+"""Errors a user can cause, each with a stable code and a message in zh-CN and English."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+# code -> (zh-CN, en). Messages are str.format templates over the error's params.
+MESSAGES: dict[str, tuple[str, str]] = {
+    "bad_request": ("请求无效", "Bad request"),
+    "invalid_json": ("请求体不是有效的 JSON", "The request body is not valid JSON"),
+    "validation": ("提交的数据有误", "Some fields are invalid"),
+    "body_too_large": (
+        "请求体过大（上限 {limit} 字节）",
+        "Request body too large (limit {limit} bytes)",
+    ),
+    "unsupported_media_type": ("请以 application/json 提交", "Send the body as application/json"),
+    "not_found": ("{what}不存在", "{what_en} not found"),
+    "route_not_found": ("接口不存在", "No such endpoint"),
+    "method_not_allowed": ("不支持该请求方法", "Method not allowed"),
+    "unauthenticated": ("请先登录", "Please log in"),
+    "session_expired": ("登录已过期，请重新登录", "Your session has expired; please log in again"),
+    "bad_credentials": ("用户名或密码错误", "Wrong username or password"),
+    "rate_limited": (
+        "尝试次数过多，请 {retry_after} 秒后再试",
+        "Too many attempts; try again in {retry_after} seconds",
+    ),
+    "csrf": (
+        "请求校验失败，请刷新页面后重试",
+        "Request check failed; reload the page and try again",
+    ),
+    "forbidden_origin": ("不允许来自该来源的请求", "Requests from this origin are not allowed"),
+    "forbidden_role": ("您的角色无权执行此操作", "Your role may not do this"),
+    "forbidden_site": ("该站点不在您的服务范围内", "This site is outside your area"),
+    "conflict": ("{what}已存在", "{what_en} already exists"),
+    "id_number.length": (
+        "身份证号应为 18 位，当前为 {length} 位",
+        "An ID number has 18 characters; this one has {length}",
+    ),
+    "id_number.chars": (
+        "身份证号前 17 位只能是数字，最后一位是数字或 X",
+        "The first 17 characters must be digits and the last a digit or X",
+    ),
+    "id_number.region": (
+        "身份证号前两位 {region} 不是有效的省级行政区代码",
+        "The first two digits {region} are not a valid province code",
+    ),
+    "id_number.birth_date": (
+        "身份证号中的出生日期 {birth} 无效",
+        "The birth date {birth} in the ID number is not a real date",
+    ),
+    "id_number.birth_future": (
+        "身份证号中的出生日期 {birth} 晚于今天",
+        "The birth date {birth} in the ID number is in the future",
+    ),
+    "id_number.checksum": (
+        "身份证号校验位错误：最后一位应为 {expected}，实际为 {got}",
+        "Wrong check digit: the last character should be {expected}, not {got}",
+    ),
+    "phone.invalid": (
+        "电话号码格式有误：请填写 11 位手机号或带区号的固定电话",
+        "Invalid phone number: give an 11-digit mobile or a landline with area code",
+    ),
+    "password.too_short": ("密码至少 {min} 位", "A password needs at least {min} characters"),
+    "item.not_in_bundle": (
+        "事项 {item} 不属于该联办套餐",
+        "Item {item} is not part of this bundle",
+    ),
+    "site.not_point": ("{site} 不是社区服务点", "{site} is not a community service point"),
+    "internal": ("服务器内部错误，请稍后再试", "Internal server error; please try again later"),
+    "not_ready": ("服务尚未就绪", "Service not ready"),
+}
+
+
+class AppError(Exception):
+    """An error to show the user; never a traceback."""
+
+    status: ClassVar[int] = 400
+    default_code: ClassVar[str] = "bad_request"
+
+    def __init__(
+        self,
+        code: str | None = None,
+        /,
+        *,
+        details: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> None:
+        self.code = code or self.default_code
+        self.params = params
+        self.details = details or []
+        self.headers = headers or {}
+        super().__init__(self.message("en"))
+
+    def message(self, lang: str = "zh") -> str:
+        zh, en = MESSAGES.get(self.code, MESSAGES[self.default_code])
+        template = en if lang == "en" else zh
+        try:
+            return template.format(**self.params)
+        except (KeyError, IndexError):
+            return template
+
+    def to_dict(self, lang: str = "zh") -> dict[str, Any]:
+        body: dict[str, Any] = {"code": self.code, "message": self.message(lang)}
+        if self.details:
+            body["details"] = self.details
+        return body
+
+
+class Invalid(AppError):
+    status = 422
+    default_code = "validation"
+
+
+class Unauthenticated(AppError):
+    status = 401
+    default_code = "unauthenticated"
+
+
+class Forbidden(AppError):
+    status = 403
+    default_code = "forbidden_role"
+
+
+class NotFound(AppError):
+    status = 404
+    default_code = "not_found"
+
+    def __init__(self, what: str, what_en: str, **kw: Any) -> None:
+        super().__init__("not_found", what=what, what_en=what_en, **kw)
+
+
+class Conflict(AppError):
+    status = 409
+    default_code = "conflict"
+
+
+class TooLarge(AppError):
+    status = 413
+    default_code = "body_too_large"
+
+
+class RateLimited(AppError):
+    status = 429
+    default_code = "rate_limited"
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after=retry_after, headers={"Retry-After": str(retry_after)})

@@ -1,0 +1,246 @@
+"""Tables of the shared domain: sites, window lines, catalog, staff, residents, cases, audit."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Date, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.db import UTCDateTime, utcnow
+
+
+class Role(StrEnum):
+    community_worker = "community_worker"
+    clerk = "clerk"
+    expert = "expert"
+    supervisor = "supervisor"
+    coordinator = "coordinator"
+    courier = "courier"
+    admin = "admin"
+
+
+class SiteKind(StrEnum):
+    district = "district"
+    town = "town"
+    community = "community"
+
+
+class ItemLevel(StrEnum):
+    district = "district"
+    town = "town"
+
+
+class CaseStatus(StrEnum):
+    open = "open"
+    in_service = "in_service"
+    completed = "completed"
+    accepted = "accepted"  # accepted for back-office approval
+    returned = "returned"
+    transferred = "transferred"
+    cancelled = "cancelled"
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, **kw)
+
+
+class Site(SQLModel, table=True):
+    """A district cloud center, a town convenience center or a community service point."""
+
+    __tablename__ = "site"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True, index=True)
+    kind: str = Field(max_length=16, index=True)
+    parent_id: int | None = Field(default=None, foreign_key="site.id", index=True)
+    name: str = Field(max_length=100)
+    name_en: str = Field(default="", max_length=100)
+    address: str = Field(default="", max_length=200)
+    lat: float
+    lng: float
+    opening_hours: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class Department(SQLModel, table=True):
+    __tablename__ = "department"
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=50)
+    name_en: str = Field(default="", max_length=100)
+    town_line: bool = Field(default=True)
+
+
+class WindowLine(SQLModel, table=True):
+    """One online queue of a hall for a department, e.g. 高桥镇·民政."""
+
+    __tablename__ = "window_line"
+    __table_args__ = (UniqueConstraint("site_id", "department"),)
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=64, unique=True, index=True)
+    site_id: int = Field(foreign_key="site.id", index=True)
+    department: str = Field(foreign_key="department.code", max_length=32)
+    name: str = Field(max_length=100)
+    ticket_prefix: str = Field(max_length=2)
+    active: bool = Field(default=True)
+
+
+class ServiceItem(SQLModel, table=True):
+    """A catalog entry (事项) with its required materials."""
+
+    __tablename__ = "service_item"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True, index=True)
+    name: str = Field(max_length=100)
+    name_en: str = Field(default="", max_length=200)
+    department: str = Field(foreign_key="department.code", max_length=32, index=True)
+    level: str = Field(max_length=16)
+    keywords: list[str] = Field(default_factory=list, sa_type=JSON)
+    # Lower-cased name, keywords and code joined: the column keyword search filters on.
+    search_text: str = Field(default="", max_length=1000)
+    remote_capable: bool = Field(default=True)
+    retention_days: int = Field(default=1825)
+    description: str = Field(default="", max_length=500)
+    active: bool = Field(default=True)
+
+
+class MaterialSpec(SQLModel, table=True):
+    __tablename__ = "material_spec"
+    id: int | None = Field(default=None, primary_key=True)
+    item_id: int = Field(foreign_key="service_item.id", index=True)
+    position: int = Field(default=0)
+    name: str = Field(max_length=100)
+    required: bool = Field(default=True)
+    accepted_types: list[str] = Field(default_factory=list, sa_type=JSON)
+    note: str = Field(default="", max_length=200)
+
+
+class Bundle(SQLModel, table=True):
+    """一事联办: related items handled as one case."""
+
+    __tablename__ = "bundle"
+    id: int | None = Field(default=None, primary_key=True)
+    code: str = Field(max_length=32, unique=True, index=True)
+    name: str = Field(max_length=100)
+    name_en: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=500)
+    lead_department: str = Field(foreign_key="department.code", max_length=32)
+
+
+class BundleItem(SQLModel, table=True):
+    __tablename__ = "bundle_item"
+    bundle_id: int = Field(foreign_key="bundle.id", primary_key=True)
+    item_id: int = Field(foreign_key="service_item.id", primary_key=True)
+    position: int = Field(default=0)
+
+
+class Staff(SQLModel, table=True):
+    __tablename__ = "staff"
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True, index=True)
+    display_name: str = Field(max_length=100)
+    role: str = Field(max_length=32, index=True)
+    password_hash: str = Field(max_length=200)
+    skills: list[str] = Field(default_factory=list, sa_type=JSON)
+    phone: str = Field(default="", max_length=20)
+    active: bool = Field(default=True)
+    created_at: dt.datetime = _ts()
+
+
+class StaffSite(SQLModel, table=True):
+    __tablename__ = "staff_site"
+    staff_id: int = Field(foreign_key="staff.id", primary_key=True)
+    site_id: int = Field(foreign_key="site.id", primary_key=True)
+
+
+class StaffLine(SQLModel, table=True):
+    __tablename__ = "staff_line"
+    staff_id: int = Field(foreign_key="staff.id", primary_key=True)
+    line_id: int = Field(foreign_key="window_line.id", primary_key=True, index=True)
+
+
+class StaffSession(SQLModel, table=True):
+    """A logged-in browser; the cookie holds a random token, the table only its SHA-256."""
+
+    __tablename__ = "staff_session"
+    token_hash: str = Field(primary_key=True, max_length=64)
+    staff_id: int = Field(foreign_key="staff.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: dt.datetime = _ts()
+    last_seen_at: dt.datetime = _ts()
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    ip: str = Field(default="", max_length=64)
+    user_agent: str = Field(default="", max_length=300)
+
+
+class LoginFailure(SQLModel, table=True):
+    __tablename__ = "login_failure"
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = _ts(index=True)
+    username: str = Field(max_length=64, index=True)
+    ip: str = Field(max_length=64, index=True)
+
+
+class Resident(SQLModel, table=True):
+    """A resident; the ID number is kept only encrypted, with a keyed hash to find it."""
+
+    __tablename__ = "resident"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=50)
+    id_cipher: str = Field(max_length=200)
+    id_hash: str = Field(max_length=64, unique=True, index=True)
+    id_masked: str = Field(max_length=18)
+    birth_date: dt.date = Field(sa_column=Column(Date, nullable=False))
+    sex: str = Field(max_length=8)
+    phone: str = Field(default="", max_length=20)
+    address: str = Field(default="", max_length=200)
+    community_id: int | None = Field(default=None, foreign_key="site.id", index=True)
+    disabled: bool = Field(default=False)
+    pregnant: bool = Field(default=False)
+    created_by: int | None = Field(default=None, foreign_key="staff.id")
+    created_at: dt.datetime = _ts()
+
+
+class Case(SQLModel, table=True):
+    """A case (办件): one resident's request for an item or bundle, with a timeline."""
+
+    __tablename__ = "service_case"
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=32, unique=True, index=True)
+    item_id: int = Field(foreign_key="service_item.id", index=True)
+    bundle_id: int | None = Field(default=None, foreign_key="bundle.id")
+    resident_id: int | None = Field(default=None, foreign_key="resident.id", index=True)
+    site_id: int = Field(foreign_key="site.id", index=True)
+    line_id: int | None = Field(default=None, foreign_key="window_line.id", index=True)
+    status: str = Field(max_length=16, index=True)
+    created_by: int | None = Field(default=None, foreign_key="staff.id")
+    created_at: dt.datetime = _ts(index=True)
+    updated_at: dt.datetime = _ts()
+    closed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+    note: str = Field(default="", max_length=1000)
+
+
+class CaseEvent(SQLModel, table=True):
+    __tablename__ = "case_event"
+    id: int | None = Field(default=None, primary_key=True)
+    case_id: int = Field(foreign_key="service_case.id", index=True)
+    at: dt.datetime = _ts()
+    kind: str = Field(max_length=32)
+    actor_id: int | None = Field(default=None, foreign_key="staff.id")
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who did or saw what, when; written in the same transaction as the thing it records."""
+
+    __tablename__ = "audit_log"
+    id: int | None = Field(default=None, primary_key=True)
+    at: dt.datetime = _ts(index=True)
+    actor_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
+    actor_role: str = Field(default="", max_length=32)
+    action: str = Field(max_length=64, index=True)
+    target_type: str = Field(default="", max_length=32)
+    target_id: str = Field(default="", max_length=64)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    request_id: str = Field(default="", max_length=64)
+    ip: str = Field(default="", max_length=64)

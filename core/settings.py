@@ -1,0 +1,141 @@
+"""One settings object for the whole app, read from CLOUDWINDOW_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "CLOUDWINDOW_"
+
+
+class Settings(BaseModel):
+    """Every knob of CloudWindow; docs/settings.md lists them all (a test checks)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # -- serving
+    host: str = Field("127.0.0.1", description="Address the HTTP server binds to.")
+    port: int = Field(8080, ge=1, le=65535, description="TCP port the HTTP server listens on.")
+    data_dir: Path = Field(
+        Path("var"),
+        description="Directory for the SQLite file, local objects and the generated secret key.",
+    )
+    log_level: str = Field("INFO", description="Python log level: DEBUG, INFO, WARNING, ERROR.")
+    log_format: str = Field(
+        "json",
+        pattern="^(json|text)$",
+        description="Log line format: json (one object a line) or text.",
+    )
+    max_json_body_bytes: int = Field(
+        1_048_576, ge=1024, description="Largest JSON request body accepted, in bytes (413 above)."
+    )
+    allowed_origins: str = Field(
+        "",
+        description=(
+            "Comma-separated extra origins (scheme://host:port) allowed to send state-changing "
+            "requests; the server's own origin is always allowed."
+        ),
+    )
+
+    # -- database
+    database_url: str = Field(
+        "",
+        description=(
+            "SQLAlchemy async URL, e.g. postgresql+asyncpg://user@host/db. "
+            "Empty: a SQLite file <data_dir>/cloudwindow.db."
+        ),
+    )
+    database_pool_size: int = Field(10, ge=1, description="Connections kept per node (PostgreSQL).")
+    database_echo: bool = Field(False, description="Log every SQL statement (debugging only).")
+
+    # -- secrets and identity
+    secret_key: str = Field(
+        "",
+        description=(
+            "Master secret for resident ID encryption, lookup hashes and tokens. Empty: a random "
+            "key is created once in <data_dir>/secret.key. Every node must share the same value."
+        ),
+    )
+    session_cookie_name: str = Field("cw_session", description="Name of the staff session cookie.")
+    session_max_age_seconds: int = Field(
+        12 * 3600, ge=60, description="A staff session ends this long after login, active or not."
+    )
+    session_idle_seconds: int = Field(
+        2 * 3600, ge=60, description="A staff session ends after this long without a request."
+    )
+    cookie_secure: bool = Field(
+        False, description="Mark cookies Secure (set true whenever the site is served over HTTPS)."
+    )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins allowed per username within login_window_seconds."
+    )
+    login_max_failures_per_ip: int = Field(
+        30,
+        ge=1,
+        description="Failed logins allowed per client address within login_window_seconds.",
+    )
+    login_window_seconds: int = Field(
+        900, ge=10, description="Window over which failed logins are counted, in seconds."
+    )
+    password_hash_time_cost: int = Field(3, ge=1, description="Argon2id iterations for passwords.")
+    password_hash_memory_kib: int = Field(
+        65536, ge=8, description="Argon2id memory per password hash, in KiB."
+    )
+    password_min_length: int = Field(
+        10, ge=8, description="Shortest password a staff member may set."
+    )
+
+    # -- demo
+    demo_password: str = Field(
+        "cloudwindow-demo",
+        description="Password given to every demo staff account by `cloudwindow seed --demo`.",
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from an environment mapping (os.environ when None) plus overrides."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            key = ENV_PREFIX + name.upper()
+            if key in env:
+                values[name] = env[key]
+        unknown = sorted(k for k in env if k.startswith(ENV_PREFIX) and k not in env_names())
+        if unknown:
+            raise ValueError(f"unknown settings in the environment: {', '.join(unknown)}")
+        values.update(overrides)
+        return cls.model_validate(values)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite file."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'cloudwindow.db').resolve()}"
+
+    @property
+    def origins(self) -> frozenset[str]:
+        return frozenset(
+            o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
+        )
+
+    def load_secret_key(self) -> bytes:
+        """The master secret; creates <data_dir>/secret.key (mode 0600) the first time if unset."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
+
+
+def env_names() -> list[str]:
+    """Every environment variable the settings read, in declaration order."""
+    return [ENV_PREFIX + name.upper() for name in Settings.model_fields]

@@ -1,0 +1,288 @@
+"""Staff accounts: argon2 passwords, login with rate limits, server-side sessions."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import secrets
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import delete, func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.access import Principal
+from core.db import utcnow
+from core.errors import Conflict, Invalid, NotFound, RateLimited, Unauthenticated
+from core.models import (
+    LoginFailure,
+    Role,
+    Site,
+    Staff,
+    StaffLine,
+    StaffSession,
+    StaffSite,
+    WindowLine,
+)
+from core.settings import Settings
+
+# A session's last_seen_at is written at most this often, so reads don't turn into writes.
+TOUCH_INTERVAL = dt.timedelta(seconds=60)
+
+
+class StaffCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    username: str = Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    display_name: str = Field(min_length=1, max_length=100)
+    role: Role
+    password: str = Field(max_length=200)
+    skills: list[str] = Field(default_factory=list, max_length=20)
+    phone: str = Field(default="", max_length=20)
+    site_codes: list[str] = Field(default_factory=list, max_length=50)
+    line_codes: list[str] = Field(default_factory=list, max_length=50)
+
+
+class StaffRead(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    skills: list[str]
+    active: bool
+    site_ids: list[int]
+    line_ids: list[int]
+
+
+class Passwords:
+    """Argon2id hashing, always off the event loop (a hash takes tens of milliseconds)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._hasher = PasswordHasher(
+            time_cost=settings.password_hash_time_cost,
+            memory_cost=settings.password_hash_memory_kib,
+            parallelism=1,
+        )
+        self.min_length = settings.password_min_length
+        # Verified when the username is unknown, so both paths cost the same time.
+        self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+
+    def check_policy(self, password: str) -> None:
+        if len(password) < self.min_length:
+            raise Invalid("password.too_short", min=self.min_length)
+
+    async def hash(self, password: str) -> str:
+        return await asyncio.to_thread(self._hasher.hash, password)
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        def run() -> bool:
+            try:
+                return self._hasher.verify(password_hash or self._dummy, password) and bool(
+                    password_hash
+                )
+            except (VerificationError, InvalidHashError):
+                return False
+
+        return await asyncio.to_thread(run)
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    token: str
+    csrf_token: str
+    principal: Principal
+    expires_at: dt.datetime
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create(*, session: AsyncSession, passwords: Passwords, staff_in: StaffCreate) -> Staff:
+    """Add a staff member bound to sites and lines (by code); the caller commits."""
+    passwords.check_policy(staff_in.password)
+    exists = await session.exec(select(Staff.id).where(Staff.username == staff_in.username))
+    if exists.first() is not None:
+        raise Conflict(what=f"用户名 {staff_in.username}", what_en=f"Username {staff_in.username}")
+    site_ids = await _ids_by_code(session, Site, staff_in.site_codes, "站点", "Site")
+    line_ids = await _ids_by_code(session, WindowLine, staff_in.line_codes, "窗口", "Window line")
+    staff = Staff(
+        username=staff_in.username,
+        display_name=staff_in.display_name,
+        role=staff_in.role,
+        password_hash=await passwords.hash(staff_in.password),
+        skills=staff_in.skills,
+        phone=staff_in.phone,
+    )
+    session.add(staff)
+    await session.flush()
+    await bind(session=session, staff_id=_id(staff), site_ids=site_ids, line_ids=line_ids)
+    return staff
+
+
+async def bind(
+    *, session: AsyncSession, staff_id: int, site_ids: list[int], line_ids: list[int]
+) -> None:
+    session.add_all([StaffSite(staff_id=staff_id, site_id=s) for s in site_ids])
+    session.add_all([StaffLine(staff_id=staff_id, line_id=ln) for ln in line_ids])
+
+
+async def _ids_by_code(
+    session: AsyncSession, table: type[Site] | type[WindowLine], codes: list[str], zh: str, en: str
+) -> list[int]:
+    if not codes:
+        return []
+    rows = (
+        await session.exec(select(table.code, table.id).where(col(table.code).in_(codes)))
+    ).all()
+    found = {code: id_ for code, id_ in rows}
+    for code in codes:
+        if code not in found:
+            raise NotFound(f"{zh} {code}", f"{en} {code}")
+    return [found[c] for c in codes]
+
+
+def _id(row: Staff) -> int:
+    assert row.id is not None
+    return row.id
+
+
+async def principal_for(session: AsyncSession, staff: Staff, session_id: str = "") -> Principal:
+    sid = _id(staff)
+    sites = (await session.exec(select(StaffSite.site_id).where(StaffSite.staff_id == sid))).all()
+    lines = (await session.exec(select(StaffLine.line_id).where(StaffLine.staff_id == sid))).all()
+    return Principal(
+        staff_id=sid,
+        username=staff.username,
+        display_name=staff.display_name,
+        role=Role(staff.role),
+        site_ids=frozenset(sites),
+        line_ids=frozenset(lines),
+        skills=tuple(staff.skills),
+        session_id=session_id,
+    )
+
+
+async def _failures_since(
+    session: AsyncSession, since: dt.datetime, *, username: str | None = None, ip: str | None = None
+) -> tuple[int, dt.datetime | None]:
+    q = select(func.count(), func.min(LoginFailure.at)).where(col(LoginFailure.at) >= since)
+    if username is not None:
+        q = q.where(LoginFailure.username == username)
+    if ip is not None:
+        q = q.where(LoginFailure.ip == ip)
+    count, oldest = (await session.exec(q)).one()
+    return int(count), oldest
+
+
+async def login(
+    *,
+    session: AsyncSession,
+    passwords: Passwords,
+    settings: Settings,
+    username: str,
+    password: str,
+    ip: str,
+    user_agent: str = "",
+) -> LoginResult:
+    """Check the password and open a session; failures count toward per-user and per-IP limits."""
+    now = utcnow()
+    window = dt.timedelta(seconds=settings.login_window_seconds)
+    since = now - window
+    username = username.strip().lower()
+    for limit, key in (
+        (settings.login_max_failures, {"username": username}),
+        (settings.login_max_failures_per_ip, {"ip": ip}),
+    ):
+        count, oldest = await _failures_since(session, since, **key)
+        if count >= limit and oldest is not None:
+            raise RateLimited(retry_after=max(1, int((oldest + window - now).total_seconds()) + 1))
+
+    staff = (await session.exec(select(Staff).where(Staff.username == username))).first()
+    usable = staff is not None and staff.active
+    ok = await passwords.verify(staff.password_hash if usable and staff else None, password)
+    if not ok or staff is None:
+        session.add(LoginFailure(username=username[:64], ip=ip[:64], at=now))
+        await session.commit()
+        raise Unauthenticated("bad_credentials")
+
+    if passwords.needs_rehash(staff.password_hash):
+        staff.password_hash = await passwords.hash(password)
+        session.add(staff)
+    await session.exec(delete(LoginFailure).where(col(LoginFailure.username) == username))  # type: ignore[call-overload]
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(32)
+    expires = now + dt.timedelta(seconds=settings.session_max_age_seconds)
+    row = StaffSession(
+        token_hash=token_hash(token),
+        staff_id=_id(staff),
+        csrf_token=csrf,
+        created_at=now,
+        last_seen_at=now,
+        expires_at=expires,
+        ip=ip[:64],
+        user_agent=user_agent[:300],
+    )
+    session.add(row)
+    principal = await principal_for(session, staff, row.token_hash)
+    await session.commit()
+    return LoginResult(token=token, csrf_token=csrf, principal=principal, expires_at=expires)
+
+
+async def authenticate(
+    *, session: AsyncSession, settings: Settings, token: str
+) -> tuple[Principal, StaffSession]:
+    """The principal behind a session cookie; Unauthenticated if unknown, expired or idle."""
+    if not token or len(token) > 200:
+        raise Unauthenticated()
+    now = utcnow()
+    row = await session.get(StaffSession, token_hash(token))
+    if row is None:
+        raise Unauthenticated()
+    idle = dt.timedelta(seconds=settings.session_idle_seconds)
+    if row.expires_at <= now or row.last_seen_at + idle <= now:
+        await session.delete(row)
+        await session.commit()
+        raise Unauthenticated("session_expired")
+    staff = await session.get(Staff, row.staff_id)
+    if staff is None or not staff.active:
+        raise Unauthenticated()
+    if now - row.last_seen_at >= TOUCH_INTERVAL:
+        row.last_seen_at = now
+        session.add(row)
+        await session.commit()
+    return await principal_for(session, staff, row.token_hash), row
+
+
+async def logout(*, session: AsyncSession, session_id: str) -> None:
+    await session.exec(delete(StaffSession).where(col(StaffSession.token_hash) == session_id))  # type: ignore[call-overload]
+    await session.commit()
+
+
+async def read(*, session: AsyncSession, staff: Staff) -> StaffRead:
+    p = await principal_for(session, staff)
+    return StaffRead(
+        id=p.staff_id,
+        username=staff.username,
+        display_name=staff.display_name,
+        role=p.role,
+        skills=list(staff.skills),
+        active=staff.active,
+        site_ids=sorted(p.site_ids),
+        line_ids=sorted(p.line_ids),
+    )
+
+
+async def list_staff(
+    *, session: AsyncSession, role: Role | None = None, limit: int = 200, offset: int = 0
+) -> list[Staff]:
+    q = select(Staff).order_by(col(Staff.id)).limit(limit).offset(offset)
+    if role is not None:
+        q = q.where(Staff.role == role)
+    return list((await session.exec(q)).all())

@@ -1,0 +1,607 @@
+"""HTTP handlers of the shared domain: they parse, call a service, and shape the answer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from core import audit, cases, catalog, residents, sites, staff
+from core.access import Principal, site_in_scope
+from core.errors import NotFound
+from core.models import AuditEntry, CaseStatus, Role, SiteKind, StaffSession
+from web import keys
+from web.http import Api, Ctx, json_response
+
+V1 = "/api/v1"
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=200)
+
+
+class MeRead(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    site_ids: list[int]
+    line_ids: list[int]
+    skills: list[str]
+    csrf_token: str
+
+
+class ItemQuery(Query):
+    q: str = Field(default="", max_length=100)
+    department: str | None = Field(default=None, max_length=32)
+    remote: bool = False
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class SiteQuery(Query):
+    kind: SiteKind | None = None
+    parent_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    limit: int = Field(default=500, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+class NearestQuery(Query):
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    kind: Literal["hall", "community"] = "hall"
+    limit: int = Field(default=5, ge=1, le=50)
+
+
+class LineQuery(Query):
+    site_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    department: str | None = Field(default=None, max_length=32)
+
+
+class CaseQuery(Query):
+    status: CaseStatus | None = None
+    site_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    limit: int = Field(default=50, ge=1, le=200)
+    offset: int = Field(default=0, ge=0)
+
+
+class StaffQuery(Query):
+    role: Role | None = None
+    limit: int = Field(default=200, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+class AuditQuery(Query):
+    action: str | None = Field(default=None, max_length=64)
+    target_type: str | None = Field(default=None, max_length=32)
+    target_id: str | None = Field(default=None, max_length=64)
+    actor_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    before_id: int | None = Field(default=None, ge=1)
+    limit: int = Field(default=100, ge=1, le=500)
+
+
+class AuditRead(BaseModel):
+    id: int
+    at: dt.datetime
+    actor_id: int | None
+    actor_role: str
+    action: str
+    target_type: str
+    target_id: str
+    detail: dict[str, object]
+    request_id: str
+
+
+class RevealRead(BaseModel):
+    id_number: str
+
+
+def _me(p: Principal, csrf: str) -> MeRead:
+    return MeRead(
+        id=p.staff_id,
+        username=p.username,
+        display_name=p.display_name,
+        role=p.role,
+        site_ids=sorted(p.site_ids),
+        line_ids=sorted(p.line_ids),
+        skills=list(p.skills),
+        csrf_token=csrf,
+    )
+
+
+# -- auth
+
+
+async def login(ctx: Ctx) -> web.Response:
+    s = ctx.settings
+    result = await staff.login(
+        session=ctx.session,
+        passwords=ctx.request.app[keys.PASSWORDS],
+        settings=s,
+        username=ctx.body.username,
+        password=ctx.body.password,
+        ip=ctx.ip,
+        user_agent=ctx.request.headers.get("User-Agent", ""),
+    )
+    audit.record(
+        ctx.session,
+        actor=result.principal,
+        action="staff.login",
+        target_type="staff",
+        target_id=result.principal.staff_id,
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+    )
+    await ctx.session.commit()
+    response = json_response(_me(result.principal, result.csrf_token))
+    response.set_cookie(
+        s.session_cookie_name,
+        result.token,
+        max_age=s.session_max_age_seconds,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=s.cookie_secure,
+    )
+    # Readable by the page's script, which echoes it in X-CSRF-Token (double submit).
+    response.set_cookie(
+        "cw_csrf",
+        result.csrf_token,
+        max_age=s.session_max_age_seconds,
+        path="/",
+        httponly=False,
+        samesite="Strict",
+        secure=s.cookie_secure,
+    )
+    return response
+
+
+async def logout(ctx: Ctx) -> web.Response:
+    await staff.logout(session=ctx.session, session_id=ctx.me.session_id)
+    response = json_response({"ok": True})
+    response.del_cookie(ctx.settings.session_cookie_name, path="/")
+    response.del_cookie("cw_csrf", path="/")
+    return response
+
+
+async def me(ctx: Ctx) -> MeRead:
+    row = await ctx.session.get(StaffSession, ctx.me.session_id)
+    return _me(ctx.me, row.csrf_token if row else "")
+
+
+# -- catalog
+
+
+async def list_departments(ctx: Ctx) -> list[catalog.DepartmentRead]:
+    return await catalog.list_departments(session=ctx.session)
+
+
+async def search_items(ctx: Ctx) -> list[catalog.ItemRead]:
+    q: ItemQuery = ctx.query
+    return await catalog.search(
+        session=ctx.session, query=q.q, department=q.department, remote_only=q.remote, limit=q.limit
+    )
+
+
+async def get_item(ctx: Ctx) -> catalog.ItemRead:
+    item = await catalog.get_item(session=ctx.session, code=ctx.request.match_info["code"])
+    return (await catalog.read_items(ctx.session, [item]))[0]
+
+
+async def list_bundles(ctx: Ctx) -> list[catalog.BundleRead]:
+    return await catalog.list_bundles(session=ctx.session)
+
+
+async def get_bundle(ctx: Ctx) -> catalog.BundleRead:
+    bundle = await catalog.get_bundle(session=ctx.session, code=ctx.request.match_info["code"])
+    return await catalog.read_bundle(session=ctx.session, bundle=bundle)
+
+
+# -- sites
+
+
+async def list_sites(ctx: Ctx) -> list[sites.SiteRead]:
+    q: SiteQuery = ctx.query
+    rows = await sites.list_sites(
+        session=ctx.session, kind=q.kind, parent_id=q.parent_id, limit=q.limit, offset=q.offset
+    )
+    return [sites.site_read(s) for s in rows]
+
+
+async def nearest_sites(ctx: Ctx) -> list[sites.NearbySite]:
+    q: NearestQuery = ctx.query
+    kinds = sites.HALL_KINDS if q.kind == "hall" else (SiteKind.community,)
+    return await sites.nearest(
+        session=ctx.session, lat=q.lat, lng=q.lng, kinds=kinds, limit=q.limit
+    )
+
+
+async def get_site(ctx: Ctx) -> sites.SiteRead:
+    return sites.site_read(await sites.get(session=ctx.session, site_id=ctx.path_int("site_id")))
+
+
+async def list_lines(ctx: Ctx) -> list[sites.LineRead]:
+    q: LineQuery = ctx.query
+    return await sites.list_lines(session=ctx.session, site_id=q.site_id, department=q.department)
+
+
+# -- residents
+
+
+async def check_id_number(ctx: Ctx) -> residents.IdNumberCheck:
+    return residents.check(ctx.body.id_number)
+
+
+async def create_resident(ctx: Ctx) -> residents.ResidentRead:
+    row = await residents.create(
+        session=ctx.session,
+        cipher=ctx.request.app[keys.CIPHER],
+        resident_in=ctx.body,
+        created_by=ctx.me.staff_id,
+    )
+    audit.record(
+        ctx.session,
+        action="resident.create",
+        target_type="resident",
+        target_id=row.id or 0,
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return residents.read(row)
+
+
+async def lookup_resident(ctx: Ctx) -> residents.ResidentRead:
+    row = await residents.find_by_number(
+        session=ctx.session, cipher=ctx.request.app[keys.CIPHER], id_number=ctx.body.id_number
+    )
+    audit.record(
+        ctx.session,
+        action="resident.lookup",
+        target_type="resident",
+        target_id=row.id or 0,
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return residents.read(row)
+
+
+async def _visible_resident(ctx: Ctx) -> residents.Resident:
+    row = await residents.get(session=ctx.session, resident_id=ctx.path_int("resident_id"))
+    p = ctx.me
+    visible = p.is_admin or row.created_by == p.staff_id
+    if not visible and row.community_id is not None:
+        visible = await site_in_scope(ctx.session, p, row.community_id)
+    if not visible:
+        # Same answer as a missing id, so ids of residents elsewhere cannot be probed.
+        raise NotFound(f"居民 {row.id}", f"Resident {row.id}")
+    return row
+
+
+async def get_resident(ctx: Ctx) -> residents.ResidentRead:
+    row = await _visible_resident(ctx)
+    audit.record(
+        ctx.session,
+        action="resident.view",
+        target_type="resident",
+        target_id=row.id or 0,
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return residents.read(row)
+
+
+async def reveal_resident_id(ctx: Ctx) -> RevealRead:
+    row = await _visible_resident(ctx)
+    audit.record(
+        ctx.session,
+        action="resident.reveal_id",
+        target_type="resident",
+        target_id=row.id or 0,
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return RevealRead(id_number=residents.reveal(ctx.request.app[keys.CIPHER], row))
+
+
+# -- cases
+
+
+async def create_case(ctx: Ctx) -> cases.CaseRead:
+    case = await cases.create(session=ctx.session, principal=ctx.me, case_in=ctx.body)
+    audit.record(
+        ctx.session,
+        action="case.create",
+        target_type="case",
+        target_id=case.id or 0,
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return await cases.read(session=ctx.session, case=case)
+
+
+async def list_cases(ctx: Ctx) -> list[cases.CaseRead]:
+    q: CaseQuery = ctx.query
+    rows = await cases.list_cases(
+        session=ctx.session,
+        principal=ctx.me,
+        status=q.status,
+        site_id=q.site_id,
+        limit=q.limit,
+        offset=q.offset,
+    )
+    return [await cases.read(session=ctx.session, case=c, timeline=False) for c in rows]
+
+
+async def get_case(ctx: Ctx) -> cases.CaseRead:
+    case = await cases.get(session=ctx.session, case_id=ctx.path_int("case_id"))
+    await cases.require_access(ctx.session, ctx.me, case)
+    return await cases.read(session=ctx.session, case=case)
+
+
+# -- staff and audit
+
+
+async def list_staff(ctx: Ctx) -> list[staff.StaffRead]:
+    q: StaffQuery = ctx.query
+    rows = await staff.list_staff(session=ctx.session, role=q.role, limit=q.limit, offset=q.offset)
+    return [await staff.read(session=ctx.session, staff=s) for s in rows]
+
+
+async def create_staff(ctx: Ctx) -> staff.StaffRead:
+    row = await staff.create(
+        session=ctx.session, passwords=ctx.request.app[keys.PASSWORDS], staff_in=ctx.body
+    )
+    audit.record(
+        ctx.session,
+        action="staff.create",
+        target_type="staff",
+        target_id=row.id or 0,
+        detail={"username": row.username, "role": row.role},
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return await staff.read(session=ctx.session, staff=row)
+
+
+async def list_audit(ctx: Ctx) -> list[AuditRead]:
+    q: AuditQuery = ctx.query
+    rows: list[AuditEntry] = await audit.list_entries(
+        session=ctx.session,
+        action=q.action,
+        target_type=q.target_type,
+        target_id=q.target_id,
+        actor_id=q.actor_id,
+        limit=q.limit,
+        before_id=q.before_id,
+    )
+    return [AuditRead.model_validate(r, from_attributes=True) for r in rows]
+
+
+async def openapi(ctx: Ctx) -> dict[str, object]:
+    return ctx.request.app[keys.API].openapi()
+
+
+def register(api: Api) -> None:
+    """Declare the shared domain's routes."""
+    a = api.add
+    id_ = r"{%s:\d+}"
+    a(
+        "POST",
+        f"{V1}/auth/login",
+        login,
+        summary="Log in; sets the session cookie",
+        auth=False,
+        body=LoginIn,
+        response=MeRead,
+        tags=("auth",),
+    )
+    a("POST", f"{V1}/auth/logout", logout, summary="Log out", tags=("auth",))
+    a("GET", f"{V1}/auth/me", me, summary="Who am I", response=MeRead, tags=("auth",))
+    a("GET", f"{V1}/openapi.json", openapi, summary="This document", auth=False, tags=("meta",))
+
+    a(
+        "GET",
+        f"{V1}/departments",
+        list_departments,
+        summary="Departments with item counts",
+        action="catalog.read",
+        response=list[catalog.DepartmentRead],
+        tags=("catalog",),
+    )
+    a(
+        "GET",
+        f"{V1}/items",
+        search_items,
+        summary="Search or list service items",
+        action="catalog.read",
+        query=ItemQuery,
+        response=list[catalog.ItemRead],
+        tags=("catalog",),
+    )
+    a(
+        "GET",
+        f"{V1}/items/{{code}}",
+        get_item,
+        summary="One service item with its materials",
+        action="catalog.read",
+        response=catalog.ItemRead,
+        tags=("catalog",),
+    )
+    a(
+        "GET",
+        f"{V1}/bundles",
+        list_bundles,
+        summary="Item bundles (一事联办)",
+        action="catalog.read",
+        response=list[catalog.BundleRead],
+        tags=("catalog",),
+    )
+    a(
+        "GET",
+        f"{V1}/bundles/{{code}}",
+        get_bundle,
+        summary="One bundle",
+        action="catalog.read",
+        response=catalog.BundleRead,
+        tags=("catalog",),
+    )
+
+    a(
+        "GET",
+        f"{V1}/sites",
+        list_sites,
+        summary="List sites",
+        action="sites.read",
+        query=SiteQuery,
+        response=list[sites.SiteRead],
+        tags=("sites",),
+    )
+    a(
+        "GET",
+        f"{V1}/sites/nearest",
+        nearest_sites,
+        summary="Nearest halls to a coordinate",
+        action="sites.read",
+        query=NearestQuery,
+        response=list[sites.NearbySite],
+        tags=("sites",),
+    )
+    a(
+        "GET",
+        f"{V1}/sites/{id_ % 'site_id'}",
+        get_site,
+        summary="One site",
+        action="sites.read",
+        response=sites.SiteRead,
+        tags=("sites",),
+    )
+    a(
+        "GET",
+        f"{V1}/lines",
+        list_lines,
+        summary="Window lines",
+        action="sites.read",
+        query=LineQuery,
+        response=list[sites.LineRead],
+        tags=("sites",),
+    )
+
+    a(
+        "POST",
+        f"{V1}/identity/check",
+        check_id_number,
+        summary="Validate an ID number live",
+        action="resident.read",
+        body=residents.ResidentLookup,
+        response=residents.IdNumberCheck,
+        tags=("residents",),
+    )
+    a(
+        "POST",
+        f"{V1}/residents",
+        create_resident,
+        summary="Register a resident",
+        action="resident.create",
+        body=residents.ResidentCreate,
+        response=residents.ResidentRead,
+        status=201,
+        tags=("residents",),
+    )
+    a(
+        "POST",
+        f"{V1}/residents/lookup",
+        lookup_resident,
+        summary="Find a resident by ID number",
+        action="resident.read",
+        body=residents.ResidentLookup,
+        response=residents.ResidentRead,
+        tags=("residents",),
+    )
+    a(
+        "GET",
+        f"{V1}/residents/{id_ % 'resident_id'}",
+        get_resident,
+        summary="One resident (masked)",
+        action="resident.read",
+        response=residents.ResidentRead,
+        tags=("residents",),
+    )
+    a(
+        "POST",
+        f"{V1}/residents/{id_ % 'resident_id'}/reveal",
+        reveal_resident_id,
+        summary="The full ID number (audited)",
+        action="resident.reveal_id",
+        response=RevealRead,
+        tags=("residents",),
+    )
+
+    a(
+        "POST",
+        f"{V1}/cases",
+        create_case,
+        summary="Open a case",
+        action="case.create",
+        body=cases.CaseCreate,
+        response=cases.CaseRead,
+        status=201,
+        tags=("cases",),
+    )
+    a(
+        "GET",
+        f"{V1}/cases",
+        list_cases,
+        summary="Cases in my area",
+        action="case.read",
+        query=CaseQuery,
+        response=list[cases.CaseRead],
+        tags=("cases",),
+    )
+    a(
+        "GET",
+        f"{V1}/cases/{id_ % 'case_id'}",
+        get_case,
+        summary="One case with its timeline",
+        action="case.read",
+        response=cases.CaseRead,
+        tags=("cases",),
+    )
+
+    a(
+        "GET",
+        f"{V1}/staff",
+        list_staff,
+        summary="Staff",
+        action="staff.read",
+        query=StaffQuery,
+        response=list[staff.StaffRead],
+        tags=("staff",),
+    )
+    a(
+        "POST",
+        f"{V1}/staff",
+        create_staff,
+        summary="Add a staff member",
+        action="staff.manage",
+        body=staff.StaffCreate,
+        response=staff.StaffRead,
+        status=201,
+        tags=("staff",),
+    )
+    a(
+        "GET",
+        f"{V1}/audit",
+        list_audit,
+        summary="Audit log",
+        action="audit.read",
+        query=AuditQuery,
+        response=list[AuditRead],
+        tags=("audit",),
+    )

@@ -1,0 +1,1 @@
+"""Media: the aiortc recorder peer and keyframe snapshots."""

@@ -1,0 +1,1 @@
+"""Outreach: home-service requests, eligibility, reminders and notifications."""

@@ -1,0 +1,1 @@
+"""Scheduler: appointment slots, home-visit planning, courier deliveries and sweeps."""

@@ -1,0 +1,1 @@
+"""Signaling: presence, tickets and the queue, calls, SDP/ICE relay (see docs/protocol.md)."""

@@ -1,0 +1,1 @@
+"""Uploads: storage backends, presigned uploads, materials and review."""

@@ -1,0 +1,83 @@
+"""The aiohttp application factory: every resource lives in a cleanup context under an AppKey."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from aiohttp import web
+
+from core import views as core_views
+from core.db import Database
+from core.pii import PiiCipher
+from core.settings import Settings
+from core.staff import Passwords
+from web import keys
+from web.http import Api
+from web.observability import Metrics, healthz, metrics_view, observe, readyz
+
+UI_DIST = Path(__file__).parent / "ui" / "dist"
+
+
+def build_api() -> Api:
+    api = Api()
+    core_views.register(api)
+    return api
+
+
+def create_app(settings: Settings) -> web.Application:
+    """A fully wired app; nothing is connected until it starts."""
+    app = web.Application(middlewares=[observe], client_max_size=settings.max_json_body_bytes)
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics()
+    app[keys.API] = build_api()
+    app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_secrets)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics_view)
+    app[keys.API].install(app)
+    _install_ui(app)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    s = app[keys.SETTINGS]
+    db = Database(s.effective_database_url, echo=s.database_echo, pool_size=s.database_pool_size)
+    app[keys.DB] = db
+    yield
+    await db.dispose()
+
+
+async def _secrets(app: web.Application) -> AsyncIterator[None]:
+    s = app[keys.SETTINGS]
+    master = await asyncio.to_thread(s.load_secret_key)
+    app[keys.CIPHER] = PiiCipher(master)
+    app[keys.PASSWORDS] = await asyncio.to_thread(Passwords, s)
+    yield
+
+
+def _install_ui(app: web.Application) -> None:
+    """Serve the built single-page app when web/ui/dist exists (make run builds it)."""
+    index = UI_DIST / "index.html"
+
+    async def spa(_request: web.Request) -> web.StreamResponse:
+        if index.exists():
+            return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+        return web.Response(
+            text=(
+                "<!doctype html><html lang='zh-CN'><meta charset='utf-8'><title>云窗口</title>"
+                "<h1>云窗口 CloudWindow</h1><p>界面尚未构建：请运行 <code>make run</code>。"
+                "</p><p>The web UI is not built: run <code>make run</code>. "
+                "API: <a href='/api/v1/openapi.json'>/api/v1/openapi.json</a></p></html>"
+            ),
+            content_type="text/html",
+        )
+
+    if (UI_DIST / "assets").is_dir():
+        app.router.add_static("/assets", UI_DIST / "assets")
+    app.router.add_get("/", spa)
+    for page in ("point", "clerk", "expert", "supervisor", "login"):
+        app.router.add_get(f"/{page}", spa)
+        app.router.add_get(f"/{page}/{{tail:.*}}", spa)

@@ -1,0 +1,213 @@
+"""The `cloudwindow` command: serve, migrate, seed, demo, create-user, settings."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from core.db import Database
+from core.errors import AppError
+from core.models import Role
+from core.schema import upgrade_sync
+from core.settings import Settings, env_names
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ValueError as e:
+        raise SystemExit(f"cloudwindow: bad settings: {e}") from None
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    s = _settings()
+    upgrade_sync(s.effective_database_url, args.revision)
+    print(f"migrated {_safe_url(s.effective_database_url)} to {args.revision}")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+async def _seed(s: Settings, progress: bool | None) -> object:
+    from core.demo.seed import seed_demo
+    from core.staff import Passwords
+
+    db = Database(s.effective_database_url)
+    try:
+        passwords = await asyncio.to_thread(Passwords, s)
+        return await seed_demo(db, passwords, s.demo_password, progress=progress)
+    finally:
+        await db.dispose()
+
+
+def _print_logins(summary: object, s: Settings) -> None:
+    from core.demo.seed import DemoSummary
+
+    assert isinstance(summary, DemoSummary)
+    if summary.created:
+        counts = ", ".join(f"{k} {v}" for k, v in summary.counts.items())
+        print(f"演示区已创建 demo district created: {counts}")
+    else:
+        print("演示区已存在，未做改动 demo district already present; nothing changed")
+    print(f"\n登录 Logins (密码 password: {summary.password})")
+    for login in summary.logins:
+        print(f"  {login.role.value:<17} {login.username:<12} {login.display_name} — {login.where}")
+    print(f"\n打开 Open http://{s.host}:{s.port}/\n")
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    if not args.demo:
+        print("nothing to seed: pass --demo", file=sys.stderr)
+        return 2
+    s = _settings()
+    summary = asyncio.run(_seed(s, False if args.no_progress else None))
+    _print_logins(summary, s)
+    return 0
+
+
+def _serve(s: Settings) -> None:
+    from web.app import create_app
+    from web.observability import configure_logging
+
+    configure_logging(s)
+    web.run_app(create_app(s), host=s.host, port=s.port, access_log=None, print=None)
+
+
+def cmd_serve(_args: argparse.Namespace) -> int:
+    s = _settings()
+    print(f"serving on http://{s.host}:{s.port}/", flush=True)
+    _serve(s)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    s = _settings()
+    upgrade_sync(s.effective_database_url)
+    summary = asyncio.run(_seed(s, None))
+    _print_logins(summary, s)
+    sys.stdout.flush()
+    _serve(s)
+    return 0
+
+
+async def _create_user(s: Settings, args: argparse.Namespace, password: str) -> str:
+    from core import staff
+    from core.staff import Passwords, StaffCreate
+
+    db = Database(s.effective_database_url)
+    try:
+        passwords = await asyncio.to_thread(Passwords, s)
+        staff_in = StaffCreate(
+            username=args.username,
+            display_name=args.name or args.username,
+            role=Role(args.role),
+            password=password,
+            skills=args.skill or [],
+            site_codes=args.site or [],
+            line_codes=args.line or [],
+        )
+        async with db.session() as session:
+            row = await staff.create(session=session, passwords=passwords, staff_in=staff_in)
+            await session.commit()
+            return f"created {row.username} ({row.role}) id {row.id}"
+    finally:
+        await db.dispose()
+
+
+def cmd_create_user(args: argparse.Namespace) -> int:
+    s = _settings()
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass("password: ")
+        if password != getpass.getpass("again: "):
+            print("passwords differ", file=sys.stderr)
+            return 2
+    try:
+        print(asyncio.run(_create_user(s, args, password)))
+    except AppError as e:
+        print(f"cloudwindow: {e.message('zh')} / {e.message('en')}", file=sys.stderr)
+        return 1
+    except ValueError as e:
+        print(f"cloudwindow: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_settings(_args: argparse.Namespace) -> int:
+    for name, field in Settings.model_fields.items():
+        print(f"CLOUDWINDOW_{name.upper()}={field.default!s}  # {field.description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="cloudwindow",
+        description="云窗口 CloudWindow: remote video assist for local government services.",
+        epilog=f"Settings come from the environment: {', '.join(env_names()[:3])}, … "
+        "(see docs/settings.md or `cloudwindow settings`).",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sp = sub.add_parser("serve", help="serve HTTP and socket.io", description="Serve the app.")
+    sp.set_defaults(func=cmd_serve)
+
+    sp = sub.add_parser(
+        "migrate",
+        help="apply database migrations",
+        description="Apply the checked-in Alembic migrations.",
+    )
+    sp.add_argument("--revision", default="head", help="target revision (default: head)")
+    sp.set_defaults(func=cmd_migrate)
+
+    sp = sub.add_parser("seed", help="load data", description="Load data into a migrated database.")
+    sp.add_argument("--demo", action="store_true", help="the demo district (idempotent)")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sp.set_defaults(func=cmd_seed)
+
+    sp = sub.add_parser(
+        "demo",
+        help="migrate + seed --demo + serve",
+        description="Migrate, seed the demo district, print logins and serve.",
+    )
+    sp.set_defaults(func=cmd_demo)
+
+    sp = sub.add_parser(
+        "create-user",
+        help="add a staff account",
+        description="Add a staff account; the password is asked for twice.",
+    )
+    sp.add_argument("username")
+    sp.add_argument("--role", required=True, choices=[r.value for r in Role])
+    sp.add_argument("--name", help="display name")
+    sp.add_argument("--site", action="append", metavar="CODE", help="bind to a site (repeatable)")
+    sp.add_argument("--line", action="append", metavar="CODE", help="bind to a line (repeatable)")
+    sp.add_argument("--skill", action="append", help="an expert skill (repeatable)")
+    sp.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    sp.set_defaults(func=cmd_create_user)
+
+    sp = sub.add_parser(
+        "settings",
+        help="list settings with defaults",
+        description="Print every setting with its default and help.",
+    )
+    sp.set_defaults(func=cmd_settings)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,351 @@
+"""A small typed layer over aiohttp: declared routes, validated input, JSON errors, OpenAPI."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pydantic_core
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from core import staff as staff_service
+from core.access import Principal, authorize
+from core.db import Database
+from core.errors import AppError, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated
+from core.settings import Settings
+from web import keys
+
+log = logging.getLogger("cloudwindow.http")
+
+# Path ids are 32-bit INTEGER columns; a larger number can only be forged, so it is "not found".
+MAX_ID = 2**31 - 1
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def request_lang(request: web.Request) -> str:
+    """zh unless the client prefers English (Accept-Language or ?lang=en)."""
+    if request.query.get("lang") in ("en", "zh"):
+        return request.query["lang"]
+    accept = request.headers.get("Accept-Language", "")
+    first = accept.split(",")[0].strip().lower()
+    return "en" if first.startswith("en") else "zh"
+
+
+def client_ip(request: web.Request) -> str:
+    return request.remote or ""
+
+
+@dataclass
+class Ctx:
+    """What a handler gets: the parsed input, the caller, and one database session."""
+
+    request: web.Request
+    principal: Principal | None
+    body: Any
+    query: Any
+    session: Any
+
+    @property
+    def me(self) -> Principal:
+        if self.principal is None:
+            raise Unauthenticated()
+        return self.principal
+
+    @property
+    def settings(self) -> Settings:
+        return self.request.app[keys.SETTINGS]
+
+    @property
+    def request_id(self) -> str:
+        return self.request.get("request_id", "")
+
+    @property
+    def ip(self) -> str:
+        return client_ip(self.request)
+
+    def path_int(self, name: str) -> int:
+        raw = self.request.match_info[name]
+        value = int(raw) if raw.isdigit() and len(raw) <= 10 else MAX_ID + 1
+        if value > MAX_ID:
+            raise NotFound(f"{name}={raw}", f"{name}={raw}")
+        return value
+
+    def audit_kw(self) -> dict[str, Any]:
+        return {"actor": self.principal, "request_id": self.request_id, "ip": self.ip}
+
+
+Handler = Callable[[Ctx], Awaitable[Any]]
+
+
+@dataclass
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    action: str | None  # policy action checked before the handler; None = any logged-in staff
+    auth: bool = True
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: Any = None
+    status: int = 200
+    tags: tuple[str, ...] = ()
+
+
+@dataclass
+class Api:
+    """Routes declared with their input and output types; serves them and describes them."""
+
+    title: str = "CloudWindow API"
+    version: str = "1"
+    routes: list[Route] = field(default_factory=list)
+
+    def add(
+        self,
+        method: str,
+        path: str,
+        handler: Handler,
+        *,
+        summary: str,
+        action: str | None = None,
+        auth: bool = True,
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        response: Any = None,
+        status: int = 200,
+        tags: tuple[str, ...] = (),
+    ) -> None:
+        self.routes.append(
+            Route(method, path, handler, summary, action, auth, body, query, response, status, tags)
+        )
+
+    def install(self, app: web.Application) -> None:
+        for route in self.routes:
+            app.router.add_route(route.method, route.path, self._endpoint(route))
+
+    def _endpoint(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        async def endpoint(request: web.Request) -> web.StreamResponse:
+            db: Database = request.app[keys.DB]
+            async with db.session() as session:
+                principal = await authenticate_request(request, session, required=route.auth)
+                if route.action is not None:
+                    authorize(principal or _anonymous(), route.action)
+                body = await parse_body(request, route.body) if route.body else None
+                query = parse_query(request, route.query) if route.query else None
+                result = await route.handler(Ctx(request, principal, body, query, session))
+            if isinstance(result, web.StreamResponse):
+                return result
+            return json_response(result, status=route.status)
+
+        endpoint.__name__ = route.handler.__name__
+        return endpoint
+
+    def openapi(self) -> dict[str, Any]:
+        components: dict[str, Any] = {"ErrorBody": ERROR_SCHEMA}
+        paths: dict[str, Any] = {}
+        for r in self.routes:
+            op: dict[str, Any] = {
+                "summary": r.summary,
+                "operationId": r.handler.__name__,
+                "tags": list(r.tags),
+                "responses": {
+                    str(r.status): {
+                        "description": "OK",
+                        "content": {
+                            "application/json": {"schema": _schema(r.response, components)}
+                        },
+                    },
+                    "default": {
+                        "description": "Error",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ErrorBody"}
+                            }
+                        },
+                    },
+                },
+            }
+            params = [
+                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                for n in _path_names(r.path)
+            ]
+            if r.query is not None:
+                qs = r.query.model_json_schema()
+                for name, prop in qs.get("properties", {}).items():
+                    params.append(
+                        {
+                            "name": name,
+                            "in": "query",
+                            "required": name in qs.get("required", []),
+                            "schema": prop,
+                        }
+                    )
+            if params:
+                op["parameters"] = params
+            if r.body is not None:
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": _schema(r.body, components, "validation")}
+                    },
+                }
+            if r.auth:
+                op["security"] = [{"session": []}]
+            paths.setdefault(_openapi_path(r.path), {})[r.method.lower()] = op
+        return {
+            "openapi": "3.1.0",
+            "info": {"title": self.title, "version": self.version},
+            "paths": paths,
+            "components": {
+                "schemas": components,
+                "securitySchemes": {
+                    "session": {"type": "apiKey", "in": "cookie", "name": "cw_session"}
+                },
+            },
+        }
+
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object"}},
+                "request_id": {"type": "string"},
+            },
+        }
+    },
+}
+
+
+def _anonymous() -> Principal:
+    raise Unauthenticated()
+
+
+def _path_names(path: str) -> list[str]:
+    return [seg[1:-1].split(":")[0] for seg in path.split("/") if seg.startswith("{")]
+
+
+def _openapi_path(path: str) -> str:
+    return "/".join(
+        "{" + seg[1:-1].split(":")[0] + "}" if seg.startswith("{") else seg
+        for seg in path.split("/")
+    )
+
+
+def _schema(tp: Any, components: dict[str, Any], mode: str = "serialization") -> dict[str, Any]:
+    if tp is None:
+        return {"type": "object"}
+    schema = TypeAdapter(tp).json_schema(ref_template="#/components/schemas/{model}", mode=mode)  # type: ignore[arg-type]
+    components.update(schema.pop("$defs", {}))
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        components[tp.__name__] = schema
+        return {"$ref": f"#/components/schemas/{tp.__name__}"}
+    return schema
+
+
+def json_response(
+    data: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=pydantic_core.to_json(data),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    limit = request.app[keys.SETTINGS].max_json_body_bytes
+    if request.content_type != "application/json":
+        raise AppError("unsupported_media_type")
+    if request.content_length is not None and request.content_length > limit:
+        raise TooLarge(limit=limit)
+    raw = await request.content.read(limit + 1)
+    if len(raw) > limit:
+        raise TooLarge(limit=limit)
+    try:
+        return model.model_validate_json(raw or b"{}")
+    except ValidationError as e:
+        if any(err["type"] == "json_invalid" for err in e.errors()):
+            raise AppError("invalid_json") from None
+        raise Invalid(details=validation_details(e)) from None
+
+
+def parse_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    data: dict[str, Any] = {}
+    for key in request.query:
+        if key == "lang":
+            continue
+        values = request.query.getall(key)
+        data[key] = values if len(values) > 1 else values[0]
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise Invalid(details=validation_details(e)) from None
+
+
+def validation_details(e: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(x) for x in err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in e.errors(include_url=False, include_input=False)
+    ]
+
+
+async def authenticate_request(
+    request: web.Request, session: Any, *, required: bool
+) -> Principal | None:
+    """The principal behind the session cookie; also enforces origin and CSRF on writes."""
+    settings: Settings = request.app[keys.SETTINGS]
+    if request.method in UNSAFE_METHODS:
+        check_origin(request, settings)
+    token = request.cookies.get(settings.session_cookie_name, "")
+    if not token:
+        if required:
+            raise Unauthenticated()
+        return None
+    try:
+        principal, row = await staff_service.authenticate(
+            session=session, settings=settings, token=token
+        )
+    except Unauthenticated:
+        if required:
+            raise
+        return None
+    if request.method in UNSAFE_METHODS:
+        sent = request.headers.get("X-CSRF-Token", "")
+        if not sent or not hmac.compare_digest(sent, row.csrf_token):
+            raise Forbidden("csrf")
+    request["principal"] = principal
+    return principal
+
+
+def check_origin(request: web.Request, settings: Settings) -> None:
+    """Browsers send Origin on cross-site writes; only our own origin (and configured ones) pass."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return
+    origin = origin.rstrip("/")
+    if origin != f"{request.scheme}://{request.host}" and origin not in settings.origins:
+        raise Forbidden("forbidden_origin")
+
+
+def error_response(request: web.Request, err: AppError) -> web.Response:
+    body = err.to_dict(request_lang(request))
+    body["request_id"] = request.get("request_id", "")
+    return web.Response(
+        text=json.dumps({"error": body}, ensure_ascii=False),
+        status=err.status,
+        content_type="application/json",
+        headers=err.headers,
+    )

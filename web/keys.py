@@ -1,0 +1,22 @@
+"""Typed keys for the resources an app holds; each is created in a cleanup context."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from core.db import Database
+    from core.pii import PiiCipher
+    from core.settings import Settings
+    from core.staff import Passwords
+    from web.http import Api
+    from web.observability import Metrics
+
+SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
+DB: web.AppKey[Database] = web.AppKey("db")
+CIPHER: web.AppKey[PiiCipher] = web.AppKey("cipher")
+PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+API: web.AppKey[Api] = web.AppKey("api")
