@@ -62,7 +62,7 @@ class Ctx:
 
     @property
     def request_id(self) -> str:
-        return self.request.get("request_id", "")
+        return self.request.get(keys.REQUEST_ID, "")
 
     @property
     def ip(self) -> str:
@@ -326,7 +326,7 @@ async def authenticate_request(
         sent = request.headers.get("X-CSRF-Token", "")
         if not sent or not hmac.compare_digest(sent, row.csrf_token):
             raise Forbidden("csrf")
-    request["principal"] = principal
+    request[keys.PRINCIPAL] = principal
     return principal
 
 
@@ -342,7 +342,7 @@ def check_origin(request: web.Request, settings: Settings) -> None:
 
 def error_response(request: web.Request, err: AppError) -> web.Response:
     body = err.to_dict(request_lang(request))
-    body["request_id"] = request.get("request_id", "")
+    body["request_id"] = request.get(keys.REQUEST_ID, "")
     return web.Response(
         text=json.dumps({"error": body}, ensure_ascii=False),
         status=err.status,

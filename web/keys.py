@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 if TYPE_CHECKING:
+    from core.access import Principal
     from core.db import Database
     from core.pii import PiiCipher
     from core.settings import Settings
@@ -20,3 +21,6 @@ CIPHER: web.AppKey[PiiCipher] = web.AppKey("cipher")
 PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 API: web.AppKey[Api] = web.AppKey("api")
+
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

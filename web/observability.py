@@ -91,7 +91,7 @@ async def observe(
     """Request id, JSON errors, access log and metrics for every request."""
     sent = request.headers.get("X-Request-Id", "")
     rid = sent if SAFE_REQUEST_ID.match(sent) else uuid.uuid4().hex
-    request["request_id"] = rid
+    request[keys.REQUEST_ID] = rid
     token = REQUEST_ID.set(rid)
     start = time.perf_counter()
     try:
@@ -122,7 +122,7 @@ async def observe(
         metrics = request.app[keys.METRICS]
         metrics.requests.labels(request.method, route, str(response.status)).inc()
         metrics.latency.labels(request.method, route).observe(elapsed)
-        principal = request.get("principal")
+        principal = request.get(keys.PRINCIPAL)
         log.info(
             "%s %s %s",
             request.method,

@@ -1,0 +1,75 @@
+"""The demo district: shaped like the real one, deterministic, and seeded only once."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import select
+
+from core.db import Database
+from core.demo import seed
+from core.models import Bundle, Role, ServiceItem, Site, Staff, WindowLine
+from core.settings import Settings
+from core.sites import haversine_km
+from core.staff import Passwords
+
+TOWN_DEPARTMENTS = {"civil_affairs", "human_resources", "medical_insurance", "household", "market"}
+
+
+async def test_demo_district_has_the_real_shape(settings: Settings) -> None:
+    db = Database(settings.effective_database_url)
+    try:
+        async with db.session() as s:
+            sites = list((await s.exec(select(Site))).all())
+            lines = list((await s.exec(select(WindowLine))).all())
+            items = (await s.exec(select(func.count()).select_from(ServiceItem))).one()
+            bundles = (await s.exec(select(func.count()).select_from(Bundle))).one()
+            roles = set((await s.exec(select(Staff.role))).all())
+    finally:
+        await db.dispose()
+    kinds = Counter(x.kind for x in sites)
+    assert kinds == {"district": 1, "town": 17, "community": 288}
+    towns = [x for x in sites if x.kind == "town"]
+    for town in towns:
+        assert {ln.department for ln in lines if ln.site_id == town.id} >= TOWN_DEPARTMENTS
+    assert items >= 60
+    assert bundles >= 2
+    assert roles == {r.value for r in Role}
+    # About 60 km across: the farthest two points are 40-80 km apart, all within one district.
+    widest = max(haversine_km(a.lat, a.lng, b.lat, b.lng) for a in sites for b in sites)
+    assert 40 <= widest <= 80
+    by_id = {x.id: x for x in sites}
+    for point in (x for x in sites if x.kind == "community"):
+        parent = by_id[point.parent_id]
+        assert parent.kind == "town"
+        assert (
+            haversine_km(point.lat, point.lng, parent.lat, parent.lng)
+            <= seed.COMMUNITY_SPREAD_KM + 0.01
+        )
+        assert not math.isnan(point.lat)
+
+
+async def test_seeding_twice_changes_nothing(settings: Settings) -> None:
+    db = Database(settings.effective_database_url)
+    try:
+        summary = await seed.seed_demo(db, Passwords(settings), "x" * 12, progress=False)
+        assert summary.created is False
+        async with db.session() as s:
+            assert (await s.exec(select(func.count()).select_from(Site))).one() == 306
+    finally:
+        await db.dispose()
+
+
+def test_community_coordinates_are_deterministic() -> None:
+    town = {"code": "T07", "lat": 29.9, "lng": 121.3}
+    assert seed.community_coords(town, 3) == seed.community_coords(town, 3)
+    assert seed.community_coords(town, 3) != seed.community_coords(town, 4)
+
+
+async def test_every_demo_login_works(as_user: Any) -> None:
+    for login in seed.demo_logins():
+        user = await as_user(login.username)
+        assert user.me["role"] == login.role.value
