@@ -140,6 +140,11 @@ class TooLarge(AppError):
     default_code = "body_too_large"
 
 
+class UnsupportedMediaType(AppError):
+    status = 415
+    default_code = "unsupported_media_type"
+
+
 class RateLimited(AppError):
     status = 429
     default_code = "rate_limited"

@@ -70,12 +70,21 @@ def mask(number: str) -> str:
 
 
 def normalize_phone(raw: str) -> str:
-    """A mainland mobile (13800138000) or landline (0574-87654321), else Invalid."""
-    phone = re.sub(r"[\s()]", "", raw)
-    if phone.startswith("+86"):
-        phone = phone[3:]
-    elif phone.startswith("0086"):
-        phone = phone[4:]
-    if MOBILE.match(phone) or LANDLINE.match(phone):
+    """A mainland mobile (13800138000) or landline (0574-87654321), else Invalid.
+
+    Accepts what people type: spaces, dashes or brackets, and a +86 / 0086 prefix (after
+    which a landline's leading 0 is dropped, as in +86 574 8765 4321).
+    """
+    phone = re.sub(r"[\s()（）]", "", raw)
+    international = phone.startswith(("+86", "0086"))
+    if international:
+        phone = phone[3:] if phone.startswith("+86") else phone[4:]
+        phone = phone.lstrip("-")
+    digits = phone.replace("-", "")
+    if MOBILE.match(digits):
+        return digits
+    if international and not phone.startswith("0"):
+        phone = "0" + phone
+    if LANDLINE.match(phone) and phone.count("-") <= 1:
         return phone
     raise Invalid("phone.invalid")

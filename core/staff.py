@@ -30,8 +30,14 @@ from core.models import (
 )
 from core.settings import Settings
 
-# A session's last_seen_at is written at most this often, so reads don't turn into writes.
+# A session's last_seen_at is written at most this often (or a tenth of the idle limit, if
+# shorter), so reads don't turn into writes. Expiry allows for that lag: a session used within
+# the idle limit is never ended; an unused one ends at most one touch interval late.
 TOUCH_INTERVAL = dt.timedelta(seconds=60)
+
+
+def touch_interval(settings: Settings) -> dt.timedelta:
+    return min(TOUCH_INTERVAL, dt.timedelta(seconds=settings.session_idle_seconds / 10))
 
 
 class StaffCreate(BaseModel):
@@ -246,14 +252,15 @@ async def authenticate(
     if row is None:
         raise Unauthenticated()
     idle = dt.timedelta(seconds=settings.session_idle_seconds)
-    if row.expires_at <= now or row.last_seen_at + idle <= now:
+    touch = touch_interval(settings)
+    if row.expires_at <= now or row.last_seen_at + idle + touch <= now:
         await session.delete(row)
         await session.commit()
         raise Unauthenticated("session_expired")
     staff = await session.get(Staff, row.staff_id)
     if staff is None or not staff.active:
         raise Unauthenticated()
-    if now - row.last_seen_at >= TOUCH_INTERVAL:
+    if now - row.last_seen_at >= touch:
         row.last_seen_at = now
         session.add(row)
         await session.commit()

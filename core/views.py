@@ -16,6 +16,8 @@ from web import keys
 from web.http import Api, Ctx, json_response
 
 V1 = "/api/v1"
+MAX_ID = 2**31 - 1
+MAX_OFFSET = 1_000_000  # deeper paging than this is a forged or broken request
 
 
 class Query(BaseModel):
@@ -48,9 +50,9 @@ class ItemQuery(Query):
 
 class SiteQuery(Query):
     kind: SiteKind | None = None
-    parent_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    parent_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     limit: int = Field(default=500, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class NearestQuery(Query):
@@ -61,29 +63,29 @@ class NearestQuery(Query):
 
 
 class LineQuery(Query):
-    site_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    site_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     department: str | None = Field(default=None, max_length=32)
 
 
 class CaseQuery(Query):
     status: CaseStatus | None = None
-    site_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    site_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     limit: int = Field(default=50, ge=1, le=200)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class StaffQuery(Query):
     role: Role | None = None
     limit: int = Field(default=200, ge=1, le=1000)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class AuditQuery(Query):
     action: str | None = Field(default=None, max_length=64)
     target_type: str | None = Field(default=None, max_length=32)
     target_id: str | None = Field(default=None, max_length=64)
-    actor_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    before_id: int | None = Field(default=None, ge=1)
+    actor_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    before_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     limit: int = Field(default=100, ge=1, le=500)
 
 
@@ -121,6 +123,10 @@ def _me(p: Principal, csrf: str) -> MeRead:
 
 async def login(ctx: Ctx) -> web.Response:
     s = ctx.settings
+    previous = ctx.request.cookies.get(s.session_cookie_name)
+    if previous:
+        # Switching users on a shared counter PC: the old session ends here, not at expiry.
+        await staff.logout(session=ctx.session, session_id=staff.token_hash(previous))
     result = await staff.login(
         session=ctx.session,
         passwords=ctx.request.app[keys.PASSWORDS],
@@ -391,7 +397,7 @@ async def openapi(ctx: Ctx) -> dict[str, object]:
 def register(api: Api) -> None:
     """Declare the shared domain's routes."""
     a = api.add
-    id_ = r"{%s:\d+}"
+    id_ = r"{%s:[0-9]+}"
     a(
         "POST",
         f"{V1}/auth/login",

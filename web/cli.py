@@ -144,8 +144,11 @@ def cmd_create_user(args: argparse.Namespace) -> int:
 
 
 def cmd_settings(_args: argparse.Namespace) -> int:
+    s = _settings()
     for name, field in Settings.model_fields.items():
-        print(f"CLOUDWINDOW_{name.upper()}={field.default!s}  # {field.description}")
+        value = getattr(s, name)
+        shown = "(set)" if name == "secret_key" and value else value
+        print(f"CLOUDWINDOW_{name.upper()}={shown!s}  # {field.description}")
     return 0
 
 

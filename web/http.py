@@ -16,7 +16,15 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from core import staff as staff_service
 from core.access import Principal, authorize
 from core.db import Database
-from core.errors import AppError, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated
+from core.errors import (
+    AppError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooLarge,
+    Unauthenticated,
+    UnsupportedMediaType,
+)
 from core.settings import Settings
 from web import keys
 
@@ -70,7 +78,8 @@ class Ctx:
 
     def path_int(self, name: str) -> int:
         raw = self.request.match_info[name]
-        value = int(raw) if raw.isdigit() and len(raw) <= 10 else MAX_ID + 1
+        ok = raw.isascii() and raw.isdigit() and len(raw) <= 10
+        value = int(raw) if ok else MAX_ID + 1
         if value > MAX_ID:
             raise NotFound(f"{name}={raw}", f"{name}={raw}")
         return value
@@ -132,9 +141,17 @@ class Api:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             db: Database = request.app[keys.DB]
             async with db.session() as session:
-                principal = await authenticate_request(request, session, required=route.auth)
+                if route.auth:
+                    principal = await authenticate_request(request, session)
+                else:
+                    # Public routes (login, the API document) ignore any session cookie.
+                    if request.method in UNSAFE_METHODS:
+                        check_origin(request, request.app[keys.SETTINGS])
+                    principal = None
                 if route.action is not None:
-                    authorize(principal or _anonymous(), route.action)
+                    if principal is None:
+                        raise Unauthenticated()
+                    authorize(principal, route.action)
                 body = await parse_body(request, route.body) if route.body else None
                 query = parse_query(request, route.query) if route.query else None
                 result = await route.handler(Ctx(request, principal, body, query, session))
@@ -175,7 +192,8 @@ class Api:
                 for n in _path_names(r.path)
             ]
             if r.query is not None:
-                qs = r.query.model_json_schema()
+                qs = r.query.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(qs.pop("$defs", {}))
                 for name, prop in qs.get("properties", {}).items():
                     params.append(
                         {
@@ -228,10 +246,6 @@ ERROR_SCHEMA = {
 }
 
 
-def _anonymous() -> Principal:
-    raise Unauthenticated()
-
-
 def _path_names(path: str) -> list[str]:
     return [seg[1:-1].split(":")[0] for seg in path.split("/") if seg.startswith("{")]
 
@@ -268,7 +282,7 @@ def json_response(
 async def parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     limit = request.app[keys.SETTINGS].max_json_body_bytes
     if request.content_type != "application/json":
-        raise AppError("unsupported_media_type")
+        raise UnsupportedMediaType()
     if request.content_length is not None and request.content_length > limit:
         raise TooLarge(limit=limit)
     raw = await request.content.read(limit + 1)
@@ -302,26 +316,17 @@ def validation_details(e: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def authenticate_request(
-    request: web.Request, session: Any, *, required: bool
-) -> Principal | None:
+async def authenticate_request(request: web.Request, session: Any) -> Principal:
     """The principal behind the session cookie; also enforces origin and CSRF on writes."""
     settings: Settings = request.app[keys.SETTINGS]
     if request.method in UNSAFE_METHODS:
         check_origin(request, settings)
     token = request.cookies.get(settings.session_cookie_name, "")
     if not token:
-        if required:
-            raise Unauthenticated()
-        return None
-    try:
-        principal, row = await staff_service.authenticate(
-            session=session, settings=settings, token=token
-        )
-    except Unauthenticated:
-        if required:
-            raise
-        return None
+        raise Unauthenticated()
+    principal, row = await staff_service.authenticate(
+        session=session, settings=settings, token=token
+    )
     if request.method in UNSAFE_METHODS:
         sent = request.headers.get("X-CSRF-Token", "")
         if not sent or not hmac.compare_digest(sent, row.csrf_token):

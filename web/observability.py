@@ -30,6 +30,15 @@ READY_TIMEOUT_S = 2.0  # a readiness probe that hangs longer than this is as bad
 log = logging.getLogger("cloudwindow.access")
 
 
+class RequestIdFilter(logging.Filter):
+    """Stamps the request id on each record where it is created, before any queue or thread."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "request_id", ""):
+            record.request_id = REQUEST_ID.get()
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {
@@ -50,6 +59,7 @@ class JsonFormatter(logging.Formatter):
 def configure_logging(settings: Settings) -> None:
     """Called by the CLI only; tests and embedding apps keep their own logging."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RequestIdFilter())
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
@@ -102,9 +112,10 @@ async def observe(
         except web.HTTPNotFound:
             response = error_response(request, AppError("route_not_found"))
             response.set_status(404)
-        except web.HTTPMethodNotAllowed:
+        except web.HTTPMethodNotAllowed as exc:
             response = error_response(request, AppError("method_not_allowed"))
             response.set_status(405)
+            response.headers["Allow"] = ",".join(sorted(exc.allowed_methods))
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -129,6 +140,7 @@ async def observe(
             request.path,
             response.status,
             extra={
+                "request_id": rid,
                 "method": request.method,
                 "path": request.path,
                 "status": response.status,

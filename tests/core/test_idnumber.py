@@ -231,6 +231,9 @@ def test_age_of_leap_day_birth() -> None:
         ("057487654321", "057487654321"),
         ("010-1234567", "010-1234567"),
         ("(0574) 87654321", "057487654321"),
+        ("138-0013-8000", "13800138000"),  # how people write mobiles
+        ("+86 574 8765 4321", "057487654321"),  # international form drops the trunk 0
+        ("（0574）87654321", "057487654321"),  # full-width brackets from a Chinese IME
     ],
 )
 def test_normalize_phone_accepts(raw: str, phone: str) -> None:
@@ -248,6 +251,8 @@ def test_normalize_phone_accepts(raw: str, phone: str) -> None:
         "",
         "574-87654321",  # landline without the leading 0
         "0574-876543",  # local number too short
+        "0574--87654321",
+        "+86 12 3456",
     ],
 )
 def test_normalize_phone_rejects(raw: str) -> None:

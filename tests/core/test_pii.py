@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 
 import pytest
@@ -110,6 +111,4 @@ def test_lookup_hash_is_64_hex_chars_and_hides_value(cipher: PiiCipher) -> None:
 
 
 def test_lookup_hash_is_keyed_not_plain_sha256(cipher: PiiCipher) -> None:
-    import hashlib
-
     assert cipher.lookup_hash(ID) != hashlib.sha256(ID.encode()).hexdigest()
