@@ -29,6 +29,16 @@ POLICY: dict[str, frozenset[Role]] = {
     "staff.read": frozenset({R.supervisor, R.admin}),
     "staff.manage": frozenset({R.admin}),
     "audit.read": frozenset({R.supervisor, R.admin}),
+    # cloud-window queue and calls (socket events)
+    "line.watch": frozenset({R.community_worker, R.clerk, R.supervisor, R.admin}),
+    "queue.take": frozenset({R.community_worker, R.admin}),
+    "queue.answer": frozenset({R.community_worker, R.admin}),
+    "queue.cancel": frozenset({R.community_worker, R.clerk, R.admin}),
+    "queue.watch": frozenset({R.community_worker, R.clerk, R.supervisor, R.admin}),
+    "queue.serve": frozenset({R.clerk}),
+    "presence.set": frozenset({R.clerk, R.expert}),
+    "expert.accept": frozenset({R.expert}),
+    "call.participate": frozenset({R.community_worker, R.clerk, R.expert, R.admin}),
 }
 
 

@@ -66,6 +66,37 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Item {item} is not part of this bundle",
     ),
     "site.not_point": ("{site} 不是社区服务点", "{site} is not a community service point"),
+    "queue.no_lines": ("您未被分配到任何窗口", "You are not assigned to any window line"),
+    "queue.busy": (
+        "请先办结当前号码 {number}",
+        "Finish your current ticket {number} first",
+    ),
+    "queue.consent": (
+        "需先取得居民同意后才能代为取号",
+        "The resident's consent is required to take a ticket for them",
+    ),
+    "queue.remote_only": ("该事项须到现场办理", "This item must be handled in person"),
+    "queue.line_mismatch": (
+        "窗口 {line} 不办理事项 {item}",
+        "Window line {line} does not handle item {item}",
+    ),
+    "ticket.state": (
+        "号码 {number} 当前状态为 {status}，不能{action}",
+        "Ticket {number} is {status}; cannot {action_en}",
+    ),
+    "ticket.not_yours": ("该号码不是由您呼叫的", "You did not call this ticket"),
+    "ticket.reason_required": ("退回须填写原因", "A reason is required when returning a case"),
+    "call.not_participant": ("您不在该通话中", "You are not in this call"),
+    "call.target": ("对方不在该通话中", "That participant is not in this call"),
+    "call.ended": ("通话已结束", "The call has ended"),
+    "call.full": ("通话人数已满（最多 {max} 方）", "The call is full (at most {max} parties)"),
+    "call.resume": ("无法恢复通话：凭证无效或已超时", "Cannot rejoin: token invalid or expired"),
+    "invite.taken": (
+        "该邀请已被其他专家接受或已失效",
+        "Another expert took this invite, or it expired",
+    ),
+    "invite.skill": ("您不具备技能 {skill}", "You do not have the skill {skill}"),
+    "socket.unknown_event": ("未知事件 {event}", "Unknown event {event}"),
     "internal": ("服务器内部错误，请稍后再试", "Internal server error; please try again later"),
     "not_ready": ("服务尚未就绪", "Service not ready"),
 }

@@ -52,6 +52,74 @@ class Settings(BaseModel):
     database_pool_size: int = Field(10, ge=1, description="Connections kept per node (PostgreSQL).")
     database_echo: bool = Field(False, description="Log every SQL statement (debugging only).")
 
+    # -- scale-out
+    redis_url: str = Field(
+        "",
+        description=(
+            "Redis URL (redis://host:6379/0). Set it on every node to run more than one node: "
+            "socket.io rooms and call membership are then shared through Redis."
+        ),
+    )
+    node_id: str = Field(
+        "", description="Name of this node in logs and presence rows. Empty: host name and pid."
+    )
+
+    # -- queue
+    timezone: str = Field(
+        "Asia/Shanghai", description="Time zone of the working day; ticket numbers restart daily."
+    )
+    ticket_answer_seconds: int = Field(
+        60, ge=5, description="A called ticket not answered within this time is recalled."
+    )
+    ticket_max_recalls: int = Field(
+        1, ge=0, description="Automatic recalls before an unanswered ticket is marked no-show."
+    )
+    default_handling_seconds: int = Field(
+        480, ge=30, description="Handling time assumed for wait estimates until a line has history."
+    )
+
+    # -- calls
+    call_rejoin_grace_seconds: int = Field(
+        30, ge=1, description="A participant who drops may rejoin the same call within this time."
+    )
+    call_max_participants: int = Field(
+        4, ge=2, le=8, description="Largest call (a full mesh: every peer sends to every other)."
+    )
+    expert_invite_seconds: int = Field(
+        120, ge=10, description="An expert invitation nobody accepts expires after this time."
+    )
+    stun_urls: str = Field(
+        "", description="Comma-separated STUN URLs given to clients (stun:host:3478)."
+    )
+    turn_urls: str = Field(
+        "",
+        description="Comma-separated TURN URLs (turn:host:3478?transport=udp, turns:host:5349).",
+    )
+    turn_secret: str = Field(
+        "", description="coturn static-auth-secret for ephemeral TURN credentials (REST format)."
+    )
+    turn_ttl_seconds: int = Field(
+        3600, ge=60, description="Lifetime of the TURN credentials handed to a client."
+    )
+
+    # -- sockets
+    socket_events_per_second: float = Field(
+        30.0, gt=0, description="Sustained socket events a connection may send per second."
+    )
+    socket_event_burst: int = Field(
+        120, ge=1, description="Socket events a connection may send in a burst above the rate."
+    )
+    presence_ttl_seconds: int = Field(
+        45,
+        ge=5,
+        description="A clerk counts as online while their node refreshed them this recently.",
+    )
+    sweep_interval_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="How often each node checks for unanswered tickets and dropped calls.",
+    )
+
     # -- secrets and identity
     secret_key: str = Field(
         "",

@@ -98,7 +98,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         ("seed", "Load data into a migrated database"),
         ("demo", "Migrate, seed the demo district, print logins and serve"),
         ("create-user", "Add a staff account"),
-        ("settings", "Print every setting with its default"),
+        ("settings", "Print every setting's value in effect"),
     ],
 )
 def test_subcommand_help(tmp_path: Path, command: str, purpose: str) -> None:

@@ -13,6 +13,7 @@ from core.db import Database
 from core.pii import PiiCipher
 from core.settings import Settings
 from core.staff import Passwords
+from signaling.namespace import Signaling
 from web import keys
 from web.http import Api
 from web.observability import Metrics, healthz, metrics_view, observe, readyz
@@ -32,8 +33,20 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = Metrics()
     app[keys.API] = build_api()
+    # Constructing these opens no connection (engines and Redis connect on first use), so
+    # they can be built here, where routes may still be added; cleanup contexts close them.
+    db = Database(
+        settings.effective_database_url,
+        echo=settings.database_echo,
+        pool_size=settings.database_pool_size,
+    )
+    app[keys.DB] = db
+    signaling = Signaling(settings, db)
+    signaling.attach(app)
+    app[keys.SIGNALING] = signaling
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_secrets)
+    app.cleanup_ctx.append(_signaling)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
@@ -43,11 +56,14 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def _database(app: web.Application) -> AsyncIterator[None]:
-    s = app[keys.SETTINGS]
-    db = Database(s.effective_database_url, echo=s.database_echo, pool_size=s.database_pool_size)
-    app[keys.DB] = db
     yield
-    await db.dispose()
+    await app[keys.DB].dispose()
+
+
+async def _signaling(app: web.Application) -> AsyncIterator[None]:
+    await app[keys.SIGNALING].start()
+    yield
+    await app[keys.SIGNALING].stop()
 
 
 async def _secrets(app: web.Application) -> AsyncIterator[None]:

@@ -143,7 +143,19 @@ def cmd_create_user(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_settings(_args: argparse.Namespace) -> int:
+def settings_markdown() -> str:
+    """The table of docs/settings.md: variable, default, help."""
+    rows = ["| variable | default | what it does |", "| --- | --- | --- |"]
+    for name, field in Settings.model_fields.items():
+        default = "(empty)" if field.default == "" else f"`{field.default!s}`"
+        rows.append(f"| `CLOUDWINDOW_{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(rows)
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    if args.markdown:
+        print(settings_markdown())
+        return 0
     s = _settings()
     for name, field in Settings.model_fields.items():
         value = getattr(s, name)
@@ -200,9 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser(
         "settings",
-        help="list settings with defaults",
-        description="Print every setting with its default and help.",
+        help="list settings in effect",
+        description="Print every setting's value in effect (its default unless set in the "
+        "environment) with its help.",
     )
+    sp.add_argument("--markdown", action="store_true", help="the table for docs/settings.md")
     sp.set_defaults(func=cmd_settings)
     return p
 

@@ -1,0 +1,156 @@
+"""Tables of the cloud-window queue and calls: tickets, line counters, calls, presence, invites."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Date, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from core.db import UTCDateTime, utcnow
+
+
+class TicketStatus(StrEnum):
+    waiting = "waiting"
+    called = "called"  # a clerk called it; the point has not answered yet
+    serving = "serving"  # the point answered: the call is on
+    done = "done"
+    cancelled = "cancelled"
+    no_show = "no_show"
+
+
+class Outcome(StrEnum):
+    completed = "completed"
+    accepted = "accepted"  # accepted for back-office approval
+    returned = "returned"
+    transferred = "transferred"
+
+
+class CallStatus(StrEnum):
+    ringing = "ringing"
+    active = "active"
+    ended = "ended"
+
+
+class PresenceStatus(StrEnum):
+    available = "available"
+    busy = "busy"
+    away = "away"
+
+
+class InviteStatus(StrEnum):
+    open = "open"
+    accepted = "accepted"
+    cancelled = "cancelled"
+    expired = "expired"
+
+
+def _ts(**kw: Any) -> Any:
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False, **kw)
+
+
+def _opt_ts() -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=True)
+
+
+class Ticket(SQLModel, table=True):
+    """A number taken on a window line (取号) for one case."""
+
+    __tablename__ = "ticket"
+    __table_args__ = (
+        UniqueConstraint("line_id", "day", "seq"),
+        # The order "call next" reads: priority first, then who has waited longest.
+        Index("ix_ticket_queue", "line_id", "status", "priority", "waiting_since"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    line_id: int = Field(foreign_key="window_line.id")
+    case_id: int = Field(foreign_key="service_case.id", index=True)
+    day: dt.date = Field(sa_column=Column(Date, nullable=False))
+    seq: int
+    number: str = Field(max_length=8)
+    status: str = Field(max_length=16, index=True)
+    priority: int = Field(default=0)
+    priority_reason: str = Field(default="", max_length=32)
+    channel: str = Field(default="assisted", max_length=16)
+    item_id: int = Field(foreign_key="service_item.id")
+    resident_id: int | None = Field(default=None, foreign_key="resident.id")
+    point_site_id: int = Field(foreign_key="site.id")
+    taken_by: int | None = Field(default=None, foreign_key="staff.id", index=True)
+    consent_at: dt.datetime = _ts()
+    # Kept across transfers: the resident's wait started when the first ticket was taken.
+    waiting_since: dt.datetime = _ts()
+    created_at: dt.datetime = _ts()
+    called_at: dt.datetime | None = _opt_ts()
+    called_by: int | None = Field(default=None, foreign_key="staff.id", index=True)
+    recalls: int = Field(default=0)
+    answered_at: dt.datetime | None = _opt_ts()
+    finished_at: dt.datetime | None = _opt_ts()
+    outcome: str = Field(default="", max_length=16)
+    call_id: int | None = Field(default=None, index=True)
+
+
+class LineCounter(SQLModel, table=True):
+    """The last ticket sequence issued on a line on a day (numbers restart every day)."""
+
+    __tablename__ = "line_counter"
+    line_id: int = Field(foreign_key="window_line.id", primary_key=True)
+    day: dt.date = Field(sa_column=Column(Date, primary_key=True))
+    last_seq: int = Field(default=0)
+
+
+class Call(SQLModel, table=True):
+    """One video room, with the times that make its log."""
+
+    __tablename__ = "call"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    case_id: int | None = Field(default=None, foreign_key="service_case.id", index=True)
+    status: str = Field(max_length=16, index=True)
+    created_at: dt.datetime = _ts()  # when the clerk called the ticket
+    connected_at: dt.datetime | None = _opt_ts()
+    first_media_at: dt.datetime | None = _opt_ts()
+    ended_at: dt.datetime | None = _opt_ts()
+    end_reason: str = Field(default="", max_length=32)
+    quality: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+
+
+class CallParticipant(SQLModel, table=True):
+    __tablename__ = "call_participant"
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="call.id", index=True)
+    staff_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
+    role: str = Field(max_length=16)  # point | clerk | expert
+    joined_at: dt.datetime = _ts()
+    left_at: dt.datetime | None = _opt_ts()
+    disconnected_at: dt.datetime | None = _opt_ts()
+    resume_hash: str = Field(max_length=64)
+    stats: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    stats_reports: int = Field(default=0)
+
+
+class Presence(SQLModel, table=True):
+    """A clerk's or expert's availability on one node, refreshed while their socket is there.
+
+    One row per (staff, node): a node that dies stops refreshing its rows, and they stop
+    counting after presence_ttl_seconds without anyone having to clean up after it.
+    """
+
+    __tablename__ = "presence"
+    staff_id: int = Field(foreign_key="staff.id", primary_key=True)
+    node_id: str = Field(primary_key=True, max_length=64)
+    status: str = Field(max_length=16)
+    updated_at: dt.datetime = _ts(index=True)
+
+
+class ExpertInvite(SQLModel, table=True):
+    __tablename__ = "expert_invite"
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="call.id", index=True)
+    skill: str = Field(max_length=50)
+    invited_by: int = Field(foreign_key="staff.id")
+    status: str = Field(max_length=16, index=True)
+    accepted_by: int | None = Field(default=None, foreign_key="staff.id")
+    created_at: dt.datetime = _ts()
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)

@@ -1,0 +1,649 @@
+"""The socket.io server: authenticated connections, validated events, commit-then-emit.
+
+Every client event is declared once in EVENTS (payload type, policy action, summary): the
+same table dispatches, authorizes and documents (docs/protocol.md is checked against it).
+Acks are {"ok": true, "data": ...} or {"ok": false, "error": {"code", "message", ...}}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from typing import Any
+
+import socketio
+from pydantic import BaseModel, ValidationError
+
+from core import staff as staff_service
+from core.access import Principal, authorize
+from core.db import Database
+from core.errors import AppError, Forbidden, Unauthenticated
+from core.models import Role
+from core.settings import Settings
+from signaling import events as ev
+from signaling import service as svc
+from signaling.models import PresenceStatus
+from signaling.registry import CallRegistry, MemoryRegistry, RedisRegistry
+
+log = logging.getLogger("cloudwindow.signaling")
+
+# Queue positions are pushed at most this often per line: a burst of "call next" on a long
+# queue becomes one update per holder, not one per change.
+PUSH_INTERVAL_S = 0.25
+# A connection this far over its event budget is cut off rather than answered.
+FLOOD_FACTOR = 4
+ROLES_WITH_PRESENCE = (Role.clerk, Role.expert)
+
+
+@dataclass
+class Bucket:
+    """Token bucket: `rate` events per second sustained, `burst` at once."""
+
+    rate: float
+    burst: float
+    tokens: float = 0.0
+    stamp: float = field(default_factory=time.monotonic)
+    refused: int = 0
+
+    def __post_init__(self) -> None:
+        self.tokens = self.burst
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            self.refused = 0
+            return True
+        self.refused += 1
+        return False
+
+
+@dataclass
+class Conn:
+    principal: Principal
+    bucket: Bucket
+    calls: dict[int, int] = field(default_factory=dict)  # call id -> my participant id
+
+
+Handler = Callable[["Signaling", str, Conn, Any], Awaitable[Any]]
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    name: str
+    payload: type[BaseModel]
+    action: str | None  # policy action; None = any participant, checked by the handler
+    summary: str
+    handler: Handler
+
+
+def ok(data: Any = None) -> dict[str, Any]:
+    if isinstance(data, BaseModel):
+        data = data.model_dump(mode="json")
+    return {"ok": True, "data": data}
+
+
+def fail(err: AppError) -> dict[str, Any]:
+    return {"ok": False, "error": err.to_dict("zh") | {"message_en": err.message("en")}}
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Signaling:
+    """One per app: the socket.io server plus this node's connections and background work."""
+
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self.node_id = settings.node_id or default_node_id()
+        manager = None
+        if settings.redis_url:
+            manager = socketio.AsyncRedisManager(settings.redis_url, channel="cloudwindow")
+        self.sio = socketio.AsyncServer(
+            async_mode="aiohttp",
+            client_manager=manager,
+            cors_allowed_origins=sorted(settings.origins) or None,
+            # Scale-out nodes sit behind a load balancer without sticky sessions.
+            transports=["websocket"] if settings.redis_url else ["polling", "websocket"],
+            max_http_buffer_size=2 * ev.MAX_SDP_BYTES + 16_384,
+            logger=False,
+            engineio_logger=False,
+        )
+        self.registry: CallRegistry = (
+            RedisRegistry(settings.redis_url) if settings.redis_url else MemoryRegistry()
+        )
+        self.conns: dict[str, Conn] = {}
+        self.dirty_lines: set[int] = set()
+        # line -> ticket -> (position, eta) as last pushed from this node
+        self.last_pushed: dict[int, dict[int, tuple[int, int | None]]] = {}
+        self.tasks: list[asyncio.Task[None]] = []
+        self.sio.on("connect", self.on_connect)
+        self.sio.on("disconnect", self.on_disconnect)
+        for spec in EVENTS.values():
+            self.sio.on(spec.name, self._dispatcher(spec))
+        self.sio.on("*", self.on_unknown)
+
+    # -- lifecycle
+
+    def attach(self, app: Any) -> None:
+        self.sio.attach(app)
+
+    async def start(self) -> None:
+        self.tasks = [
+            asyncio.create_task(self._loop(self.settings.sweep_interval_seconds, self.sweep)),
+            asyncio.create_task(self._loop(PUSH_INTERVAL_S, self.push_dirty_lines)),
+            asyncio.create_task(
+                self._loop(self.settings.presence_ttl_seconds / 3, self.refresh_presence)
+            ),
+        ]
+
+    async def stop(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        for t in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        for sid in list(self.conns):
+            with contextlib.suppress(Exception):
+                await self.sio.disconnect(sid)
+        await self.registry.close()
+        manager = self.sio.manager
+        if isinstance(manager, socketio.AsyncRedisManager):
+            with contextlib.suppress(Exception):
+                await manager.redis.aclose()
+
+    async def _loop(self, interval: float, work: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await work()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("background work failed: %s", getattr(work, "__name__", work))
+
+    # -- connections
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
+        cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+        morsel = cookie.get(self.settings.session_cookie_name)
+        if morsel is None:
+            raise socketio.exceptions.ConnectionRefusedError(
+                {"code": "unauthenticated", "message": "请先登录"}
+            )
+        async with self.db.session() as session:
+            try:
+                principal, _row = await staff_service.authenticate(
+                    session=session, settings=self.settings, token=morsel.value
+                )
+            except Unauthenticated as e:
+                raise socketio.exceptions.ConnectionRefusedError(e.to_dict()) from None
+            if principal.role in ROLES_WITH_PRESENCE:
+                await svc.set_presence(
+                    session=session,
+                    staff_id=principal.staff_id,
+                    node_id=self.node_id,
+                    status=PresenceStatus.available,
+                )
+                await session.commit()
+        rate = self.settings.socket_events_per_second
+        self.conns[sid] = Conn(principal, Bucket(rate, self.settings.socket_event_burst))
+        await self.sio.enter_room(sid, svc.room_staff(principal.staff_id))
+        for skill in principal.skills if principal.role == Role.expert else ():
+            await self.sio.enter_room(sid, svc.room_skill(skill))
+        for line_id in principal.line_ids:
+            await self.sio.enter_room(sid, svc.room_line(line_id))
+            self.dirty_lines.add(line_id)
+        return True
+
+    async def on_disconnect(self, sid: str, *_args: Any) -> None:
+        conn = self.conns.pop(sid, None)
+        if conn is None:
+            return
+        outbox = svc.Outbox()
+        async with self.db.session() as session:
+            for call_id, pid in conn.calls.items():
+                await svc.disconnected(session=session, outbox=outbox, call_id=call_id, pid=pid)
+            staff_id = conn.principal.staff_id
+            still_here = any(c.principal.staff_id == staff_id for c in self.conns.values())
+            if conn.principal.role in ROLES_WITH_PRESENCE and not still_here:
+                await svc.drop_presence(session=session, staff_id=staff_id, node_id=self.node_id)
+                self.dirty_lines.update(conn.principal.line_ids)
+            await session.commit()
+        await self.flush(outbox)
+
+    async def on_unknown(self, event: str, sid: str, *_args: Any) -> dict[str, Any]:
+        return fail(AppError("socket.unknown_event", event=str(event)[:64]))
+
+    # -- dispatch
+
+    def _dispatcher(self, spec: EventSpec) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def dispatch(sid: str, data: Any = None, *_extra: Any) -> dict[str, Any]:
+            conn = self.conns.get(sid)
+            if conn is None:
+                return fail(Unauthenticated())
+            if not conn.bucket.take():
+                if conn.bucket.refused > FLOOD_FACTOR * self.settings.socket_event_burst:
+                    log.warning(
+                        "disconnecting a flooding socket of staff %s", conn.principal.staff_id
+                    )
+                    asyncio.get_running_loop().call_soon(
+                        lambda: asyncio.ensure_future(self.sio.disconnect(sid))
+                    )
+                return fail(AppError("rate_limited", retry_after=1))
+            try:
+                payload = spec.payload.model_validate(data if data is not None else {})
+            except ValidationError as e:
+                return fail(AppError("validation", details=_details(e)))
+            try:
+                if spec.action is not None:
+                    authorize(conn.principal, spec.action)
+                return ok(await spec.handler(self, sid, conn, payload))
+            except AppError as e:
+                return fail(e)
+            except Exception:
+                log.exception("socket event %s failed", spec.name)
+                return fail(AppError("internal"))
+
+        return dispatch
+
+    async def run(self, work: Callable[[Any, svc.Outbox], Awaitable[Any]]) -> Any:
+        """Run service work in one transaction; emit its events only after the commit."""
+        outbox = svc.Outbox()
+        async with self.db.session() as session:
+            result = await work(session, outbox)
+            await session.commit()
+        await self.flush(outbox)
+        return result
+
+    async def flush(self, outbox: svc.Outbox) -> None:
+        for call_id, pid, _staff in outbox.joined:
+            await self.registry.add(call_id, pid)
+        for call_id, pid in outbox.left:
+            await self.registry.remove(call_id, pid)
+        for call_id in outbox.ended:
+            await self.registry.drop(call_id)
+        for e in outbox.emits:
+            await self.sio.emit(e.event, e.data, room=e.room)
+        self.dirty_lines.update(outbox.lines)
+
+    async def join_rooms(self, sid: str, conn: Conn, join: svc.CallJoin) -> None:
+        conn.calls[join.call_id] = join.participant_id
+        await self.sio.enter_room(sid, svc.room_call(join.call_id))
+        await self.sio.enter_room(sid, svc.room_participant(join.participant_id))
+
+    async def my_pid(self, conn: Conn, call_id: int) -> int:
+        pid = conn.calls.get(call_id)
+        if pid is None or not await self.registry.has(call_id, pid):
+            conn.calls.pop(call_id, None)
+            raise Forbidden("call.not_participant")
+        return pid
+
+    # -- background work
+
+    async def push_dirty_lines(self) -> None:
+        lines, self.dirty_lines = self.dirty_lines, set()
+        for line_id in lines:
+            await self.push_line(line_id)
+
+    async def push_line(self, line_id: int) -> None:
+        """Line status to its watchers, and each waiting ticket's position to its holders.
+
+        Only tickets whose position or estimate changed since this node's last push are sent.
+        """
+        async with self.db.session() as session:
+            status, waiting, positions = await svc.line_snapshot(session, self.settings, line_id)
+            sent = self.last_pushed.setdefault(line_id, {})
+            changed = [t for t in waiting if sent.get(t.id or 0) != positions[t.id or 0]]
+            reads = await svc.read_tickets(session, changed, positions)
+        await self.sio.emit(
+            "line:status", status.model_dump(mode="json"), room=svc.room_line(line_id)
+        )
+        for read in reads:
+            await self.sio.emit(
+                "ticket:update",
+                {"ticket": read.model_dump(mode="json")},
+                room=svc.room_ticket(read.id),
+            )
+        self.last_pushed[line_id] = {tid: positions[tid] for tid in positions}
+
+    async def sweep(self) -> None:
+        await self.run(
+            lambda s, o: svc.sweep_unanswered(session=s, settings=self.settings, outbox=o)
+        )
+        await self.run(lambda s, o: svc.sweep_dropped(session=s, settings=self.settings, outbox=o))
+
+    async def refresh_presence(self) -> None:
+        here = {
+            c.principal.staff_id
+            for c in self.conns.values()
+            if c.principal.role in ROLES_WITH_PRESENCE
+        }
+        if here:
+            async with self.db.session() as session:
+                await svc.refresh_presence(session=session, node_id=self.node_id, staff_ids=here)
+                await session.commit()
+
+
+def _details(e: ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": [str(x) for x in err["loc"]], "msg": err["msg"], "type": err["type"]}
+        for err in e.errors(include_url=False, include_input=False)
+    ]
+
+
+# -- handlers: parse done, authorize done; call the service, shape the ack
+
+
+async def h_presence(sg: Signaling, sid: str, conn: Conn, p: ev.PresenceSet) -> dict[str, Any]:
+    async def work(session: Any, outbox: svc.Outbox) -> None:
+        await svc.set_presence(
+            session=session, staff_id=conn.principal.staff_id, node_id=sg.node_id, status=p.status
+        )
+        outbox.lines.update(conn.principal.line_ids)
+
+    await sg.run(work)
+    return {"status": p.status}
+
+
+async def h_line_watch(sg: Signaling, sid: str, conn: Conn, p: ev.LineWatch) -> list[Any]:
+    out = []
+    async with sg.db.session() as session:
+        for line_id in p.line_ids:
+            status, _, _ = await svc.line_snapshot(session, sg.settings, line_id)
+            out.append(status.model_dump(mode="json"))
+    for line_id in p.line_ids:
+        await sg.sio.enter_room(sid, svc.room_line(line_id))
+    return out
+
+
+async def h_take(sg: Signaling, sid: str, conn: Conn, p: ev.TicketTake) -> Any:
+    async def work(session: Any, outbox: svc.Outbox) -> Any:
+        t = await svc.take_ticket(
+            session=session,
+            settings=sg.settings,
+            principal=conn.principal,
+            outbox=outbox,
+            line_id=p.line_id,
+            item_code=p.item_code,
+            site_id=p.site_id,
+            resident_id=p.resident_id,
+            consent=p.consent,
+            bundle_code=p.bundle_code,
+            note=p.note,
+        )
+        return t
+
+    ticket = await sg.run(work)
+    await sg.sio.enter_room(sid, svc.room_ticket(ticket.id))
+    async with sg.db.session() as session:
+        return await svc.ticket_view(session, sg.settings, ticket)
+
+
+async def h_ticket_watch(sg: Signaling, sid: str, conn: Conn, p: ev.TicketRef) -> Any:
+    async with sg.db.session() as session:
+        t = await svc.get_ticket(session=session, ticket_id=p.ticket_id)
+        await svc.require_ticket_access(session, conn.principal, t)
+        view = await svc.ticket_view(session, sg.settings, t)
+    await sg.sio.enter_room(sid, svc.room_ticket(p.ticket_id))
+    return view
+
+
+async def h_cancel(sg: Signaling, sid: str, conn: Conn, p: ev.TicketRef) -> Any:
+    t = await sg.run(
+        lambda s, o: svc.cancel_ticket(
+            session=s, principal=conn.principal, outbox=o, ticket_id=p.ticket_id
+        )
+    )
+    async with sg.db.session() as session:
+        view = await svc.ticket_view(session, sg.settings, t)
+    await sg.sio.emit(
+        "ticket:update", {"ticket": view.model_dump(mode="json")}, room=svc.room_ticket(p.ticket_id)
+    )
+    return view
+
+
+async def h_call_next(sg: Signaling, sid: str, conn: Conn, p: ev.Empty) -> Any:
+    result = await sg.run(
+        lambda s, o: svc.call_next(
+            session=s, settings=sg.settings, principal=conn.principal, outbox=o
+        )
+    )
+    if result is None:
+        return {"ticket": None, "call": None}
+    ticket, join = result
+    await sg.join_rooms(sid, conn, join)
+    async with sg.db.session() as session:
+        view = (await svc.read_tickets(session, [ticket], {}))[0]
+    return {"ticket": view.model_dump(mode="json"), "call": join.model_dump(mode="json")}
+
+
+async def h_recall(sg: Signaling, sid: str, conn: Conn, p: ev.TicketRef) -> Any:
+    t = await sg.run(
+        lambda s, o: svc.recall(
+            session=s, principal=conn.principal, outbox=o, ticket_id=p.ticket_id
+        )
+    )
+    return {"ticket_id": t.id, "recalls": t.recalls}
+
+
+async def h_answer(sg: Signaling, sid: str, conn: Conn, p: ev.TicketRef) -> Any:
+    ticket, join = await sg.run(
+        lambda s, o: svc.answer(
+            session=s,
+            settings=sg.settings,
+            principal=conn.principal,
+            outbox=o,
+            ticket_id=p.ticket_id,
+        )
+    )
+    await sg.join_rooms(sid, conn, join)
+    return {"ticket_id": ticket.id, "call": join.model_dump(mode="json")}
+
+
+async def h_transfer(sg: Signaling, sid: str, conn: Conn, p: ev.TicketTransfer) -> Any:
+    t = await sg.run(
+        lambda s, o: svc.transfer(
+            session=s,
+            settings=sg.settings,
+            principal=conn.principal,
+            outbox=o,
+            ticket_id=p.ticket_id,
+            line_id=p.line_id,
+            reason=p.reason,
+        )
+    )
+    async with sg.db.session() as session:
+        view = await svc.ticket_view(session, sg.settings, t)
+    await sg.sio.emit(
+        "ticket:update",
+        {"ticket": view.model_dump(mode="json"), "transferred": True},
+        room=svc.room_ticket(p.ticket_id),
+    )
+    return view
+
+
+async def h_finish(sg: Signaling, sid: str, conn: Conn, p: ev.TicketFinish) -> Any:
+    t = await sg.run(
+        lambda s, o: svc.finish(
+            session=s,
+            principal=conn.principal,
+            outbox=o,
+            ticket_id=p.ticket_id,
+            outcome=p.outcome,
+            reason=p.reason,
+            note=p.note,
+        )
+    )
+    return {"ticket_id": t.id, "status": t.status, "outcome": t.outcome}
+
+
+async def h_rejoin(sg: Signaling, sid: str, conn: Conn, p: ev.CallRejoin) -> Any:
+    join = await sg.run(
+        lambda s, o: svc.rejoin(
+            session=s,
+            settings=sg.settings,
+            principal=conn.principal,
+            outbox=o,
+            call_id=p.call_id,
+            resume_token=p.resume_token,
+        )
+    )
+    await sg.join_rooms(sid, conn, join)
+    return join
+
+
+async def h_leave(sg: Signaling, sid: str, conn: Conn, p: ev.CallRef) -> Any:
+    pid = await sg.my_pid(conn, p.call_id)
+    await sg.run(lambda s, o: svc.leave(session=s, outbox=o, call_id=p.call_id, pid=pid))
+    conn.calls.pop(p.call_id, None)
+    await sg.sio.leave_room(sid, svc.room_call(p.call_id))
+    await sg.sio.leave_room(sid, svc.room_participant(pid))
+    return {"call_id": p.call_id}
+
+
+async def h_signal(sg: Signaling, sid: str, conn: Conn, p: ev.CallSignal) -> Any:
+    """The relay's hot path: two membership checks and one emit, no database."""
+    pid = await sg.my_pid(conn, p.call_id)
+    if p.to == pid or not await sg.registry.has(p.call_id, p.to):
+        raise Forbidden("call.target")
+    if p.kind in ("offer", "answer") and not p.sdp:
+        raise AppError("validation", details=[{"loc": ["sdp"], "msg": "required for " + p.kind}])
+    if p.kind == "candidate" and p.candidate is None:
+        raise AppError("validation", details=[{"loc": ["candidate"], "msg": "required"}])
+    message = {"call_id": p.call_id, "from": pid, "kind": p.kind, "ice_restart": p.ice_restart}
+    if p.sdp is not None:
+        message["sdp"] = p.sdp
+    if p.candidate is not None:
+        message["candidate"] = p.candidate.model_dump(exclude_none=True)
+    await sg.sio.emit("call:signal", message, room=svc.room_participant(p.to))
+    return None
+
+
+async def h_state(sg: Signaling, sid: str, conn: Conn, p: ev.CallState) -> Any:
+    pid = await sg.my_pid(conn, p.call_id)
+    if p.state == "reconnecting":
+        await sg.sio.emit(
+            "call:peer_state",
+            {"call_id": p.call_id, "participant_id": pid, "state": p.state},
+            room=svc.room_call(p.call_id),
+            skip_sid=sid,
+        )
+        return None
+    await sg.run(
+        lambda s, o: svc.record_state(session=s, call_id=p.call_id, pid=pid, state=p.state)
+    )
+    return None
+
+
+async def h_stats(sg: Signaling, sid: str, conn: Conn, p: ev.CallStats) -> Any:
+    pid = await sg.my_pid(conn, p.call_id)
+    summary = p.model_dump(exclude={"call_id"}, exclude_none=True)
+    await sg.run(
+        lambda s, o: svc.record_stats(session=s, call_id=p.call_id, pid=pid, summary=summary)
+    )
+    return None
+
+
+async def h_track(sg: Signaling, sid: str, conn: Conn, p: ev.CallTrack) -> Any:
+    pid = await sg.my_pid(conn, p.call_id)
+    await sg.sio.emit(
+        "call:track",
+        {
+            "call_id": p.call_id,
+            "participant_id": pid,
+            "stream_id": p.stream_id,
+            "kind": p.kind,
+            "active": p.active,
+        },
+        room=svc.room_call(p.call_id),
+        skip_sid=sid,
+    )
+    return None
+
+
+async def h_invite(sg: Signaling, sid: str, conn: Conn, p: ev.ExpertInviteIn) -> Any:
+    pid = await sg.my_pid(conn, p.call_id)
+    invite = await sg.run(
+        lambda s, o: svc.invite_expert(
+            session=s,
+            settings=sg.settings,
+            principal=conn.principal,
+            outbox=o,
+            call_id=p.call_id,
+            pid=pid,
+            skill=p.skill,
+        )
+    )
+    return {"invite_id": invite.id, "expires_at": invite.expires_at.isoformat()}
+
+
+async def h_accept(sg: Signaling, sid: str, conn: Conn, p: ev.InviteRef) -> Any:
+    join = await sg.run(
+        lambda s, o: svc.accept_invite(
+            session=s,
+            settings=sg.settings,
+            principal=conn.principal,
+            outbox=o,
+            invite_id=p.invite_id,
+        )
+    )
+    await sg.join_rooms(sid, conn, join)
+    return join
+
+
+async def h_sync(sg: Signaling, sid: str, conn: Conn, p: ev.Empty) -> Any:
+    """Everything a (re)connecting client needs: its open tickets, calls and lines."""
+    me = conn.principal
+    async with sg.db.session() as session:
+        tickets = await svc.open_tickets_for(session, sg.settings, me)
+        calls = await svc.active_calls_for(session, me.staff_id)
+        lines = [
+            (await svc.line_snapshot(session, sg.settings, ln))[0].model_dump(mode="json")
+            for ln in sorted(me.line_ids)
+        ]
+    for t in tickets:
+        await sg.sio.enter_room(sid, svc.room_ticket(t.id))
+    return {
+        "tickets": [t.model_dump(mode="json") for t in tickets],
+        "calls": calls,
+        "lines": lines,
+        "ice_servers": svc.ice_servers(sg.settings, str(me.staff_id)),
+    }
+
+
+EVENTS: dict[str, EventSpec] = {
+    s.name: s
+    for s in (
+        EventSpec("state:sync", ev.Empty, None, "Current tickets, calls and lines", h_sync),
+        EventSpec("presence:set", ev.PresenceSet, "presence.set", "Set my status", h_presence),
+        EventSpec("line:watch", ev.LineWatch, "line.watch", "Follow lines' status", h_line_watch),
+        EventSpec("ticket:take", ev.TicketTake, "queue.take", "Take a ticket (取号)", h_take),
+        EventSpec("ticket:watch", ev.TicketRef, "queue.watch", "Follow a ticket", h_ticket_watch),
+        EventSpec("ticket:cancel", ev.TicketRef, "queue.cancel", "Cancel a ticket", h_cancel),
+        EventSpec("ticket:answer", ev.TicketRef, "queue.answer", "Answer a call", h_answer),
+        EventSpec("queue:call_next", ev.Empty, "queue.serve", "Call the next ticket", h_call_next),
+        EventSpec("ticket:recall", ev.TicketRef, "queue.serve", "Ring again", h_recall),
+        EventSpec("ticket:transfer", ev.TicketTransfer, "queue.serve", "Transfer", h_transfer),
+        EventSpec("ticket:finish", ev.TicketFinish, "queue.serve", "Finish a case", h_finish),
+        EventSpec("call:rejoin", ev.CallRejoin, "call.participate", "Rejoin a call", h_rejoin),
+        EventSpec("call:leave", ev.CallRef, "call.participate", "Leave a call", h_leave),
+        EventSpec("call:signal", ev.CallSignal, "call.participate", "Relay SDP/ICE", h_signal),
+        EventSpec("call:state", ev.CallState, "call.participate", "Report progress", h_state),
+        EventSpec("call:stats", ev.CallStats, "call.participate", "Report quality", h_stats),
+        EventSpec("call:track", ev.CallTrack, "call.participate", "Label a stream", h_track),
+        EventSpec("expert:invite", ev.ExpertInviteIn, "queue.serve", "Invite an expert", h_invite),
+        EventSpec("expert:accept", ev.InviteRef, "expert.accept", "Accept an invite", h_accept),
+    )
+}

@@ -1,0 +1,73 @@
+"""Who is in which call, for the relay's hot path (every SDP and ICE message checks it).
+
+The database is the record; this is the fast copy, updated after each commit. One node keeps
+it in memory; several nodes share it in Redis so a signal to a peer on another node is
+checked the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import redis.asyncio as aioredis
+
+# A call's membership outlives any real call; the key expires if a node never cleaned it up.
+REDIS_TTL_S = 24 * 3600
+
+
+class CallRegistry(Protocol):
+    async def add(self, call_id: int, pid: int) -> None: ...
+    async def remove(self, call_id: int, pid: int) -> None: ...
+    async def drop(self, call_id: int) -> None: ...
+    async def has(self, call_id: int, pid: int) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class MemoryRegistry:
+    def __init__(self) -> None:
+        self._calls: dict[int, set[int]] = {}
+
+    async def add(self, call_id: int, pid: int) -> None:
+        self._calls.setdefault(call_id, set()).add(pid)
+
+    async def remove(self, call_id: int, pid: int) -> None:
+        members = self._calls.get(call_id)
+        if members is not None:
+            members.discard(pid)
+            if not members:
+                del self._calls[call_id]
+
+    async def drop(self, call_id: int) -> None:
+        self._calls.pop(call_id, None)
+
+    async def has(self, call_id: int, pid: int) -> bool:
+        return pid in self._calls.get(call_id, ())
+
+    async def close(self) -> None:
+        self._calls.clear()
+
+
+class RedisRegistry:
+    def __init__(self, url: str, prefix: str = "cloudwindow") -> None:
+        self._redis = aioredis.from_url(url)
+        self._prefix = prefix
+
+    def _key(self, call_id: int) -> str:
+        return f"{self._prefix}:call:{call_id}:members"
+
+    async def add(self, call_id: int, pid: int) -> None:
+        key = self._key(call_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await pipe.sadd(key, pid).expire(key, REDIS_TTL_S).execute()
+
+    async def remove(self, call_id: int, pid: int) -> None:
+        await self._redis.srem(self._key(call_id), pid)
+
+    async def drop(self, call_id: int) -> None:
+        await self._redis.delete(self._key(call_id))
+
+    async def has(self, call_id: int, pid: int) -> bool:
+        return bool(await self._redis.sismember(self._key(call_id), pid))
+
+    async def close(self) -> None:
+        await self._redis.aclose()

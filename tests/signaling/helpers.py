@@ -1,0 +1,99 @@
+"""Socket test helpers: a logged-in user's socket.io client that records what it hears."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import socketio
+from yarl import URL
+
+from tests.conftest import User
+from tests.factories import aged, site_by_code
+
+
+class Sock:
+    """A socket.io client with the session cookie of a logged-in User."""
+
+    def __init__(self, user: User) -> None:
+        self.user = user
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.heard: dict[str, list[Any]] = defaultdict(list)
+        self._waiters: list[tuple[str, Callable[[Any], bool], asyncio.Future[Any]]] = []
+        self.client.on("*", self._on_any)
+
+    async def _on_any(self, event: str, data: Any = None) -> None:
+        self.heard[event].append(data)
+        for waiter in list(self._waiters):
+            name, pred, fut = waiter
+            if name == event and not fut.done() and pred(data):
+                fut.set_result(data)
+                self._waiters.remove(waiter)
+
+    async def connect(self, base: str | None = None) -> Sock:
+        base = base or self.user.base
+        jar = self.user.http.cookie_jar.filter_cookies(URL(base))
+        cookie = "; ".join(f"{k}={v.value}" for k, v in jar.items())
+        await self.client.connect(
+            base, headers={"Cookie": cookie}, transports=["websocket"], wait_timeout=10
+        )
+        return self
+
+    async def call(self, event: str, data: Any = None, timeout: float = 10) -> Any:
+        return await self.client.call(event, data if data is not None else {}, timeout=timeout)
+
+    async def ok(self, event: str, data: Any = None) -> Any:
+        ack = await self.call(event, data)
+        assert ack["ok"], ack
+        return ack["data"]
+
+    async def err(self, event: str, data: Any = None) -> dict[str, Any]:
+        ack = await self.call(event, data)
+        assert not ack["ok"], ack
+        return ack["error"]
+
+    async def wait(
+        self, event: str, pred: Callable[[Any], bool] = lambda _d: True, timeout: float = 10
+    ) -> Any:
+        for data in self.heard[event]:
+            if pred(data):
+                return data
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiters.append((event, pred, fut))
+        return await asyncio.wait_for(fut, timeout)
+
+    async def close(self) -> None:
+        await self.client.disconnect()
+
+
+async def gaoqiao_setup(worker: User) -> dict[str, Any]:
+    """The worker's point, the 高桥镇·民政 line, the 高龄津贴 item and a resident of 84."""
+    point = await site_by_code(worker, "T07-C01")
+    lines = await (
+        await worker.get("/api/v1/lines", params={"site_id": str(point["parent_id"])})
+    ).json()
+    line = next(ln for ln in lines if ln["department"] == "civil_affairs")
+    item = (await (await worker.get("/api/v1/items", params={"q": "高龄津贴"})).json())[0]
+    return {"point": point, "line": line, "item": item}
+
+
+async def new_resident(worker: User, years: int = 84, seq: int = 123, **extra: Any) -> int:
+    resp = await worker.post(
+        "/api/v1/residents",
+        json={"name": f"居民{seq}", "id_number": aged(years, seq), **extra},
+    )
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["id"]
+
+
+def take_payload(setup: dict[str, Any], resident_id: int | None, **kw: Any) -> dict[str, Any]:
+    return {
+        "line_id": setup["line"]["id"],
+        "item_code": setup["item"]["code"],
+        "site_id": setup["point"]["id"],
+        "resident_id": resident_id,
+        "consent": True,
+        **kw,
+    }
