@@ -41,8 +41,8 @@ class Sock:
         )
         return self
 
-    async def call(self, event: str, data: Any = None, timeout: float = 10) -> Any:
-        return await self.client.call(event, data if data is not None else {}, timeout=timeout)
+    async def call(self, event: str, data: Any = None, within: float = 10) -> Any:
+        return await self.client.call(event, data if data is not None else {}, timeout=within)
 
     async def ok(self, event: str, data: Any = None) -> Any:
         ack = await self.call(event, data)
@@ -55,14 +55,14 @@ class Sock:
         return ack["error"]
 
     async def wait(
-        self, event: str, pred: Callable[[Any], bool] = lambda _d: True, timeout: float = 10
+        self, event: str, pred: Callable[[Any], bool] = lambda _d: True, within: float = 10
     ) -> Any:
         for data in self.heard[event]:
             if pred(data):
                 return data
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiters.append((event, pred, fut))
-        return await asyncio.wait_for(fut, timeout)
+        return await asyncio.wait_for(fut, within)
 
     async def close(self) -> None:
         await self.client.disconnect()

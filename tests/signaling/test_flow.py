@@ -87,7 +87,7 @@ async def test_take_call_answer_signal_finish(sock: Any) -> None:
     assert fin["outcome"] == "completed"
     await worker.ok("call:leave", {"call_id": call["call_id"]})
     await clerk.ok("call:leave", {"call_id": call["call_id"]})
-    ended = await clerk.wait("call:ended", timeout=5)
+    ended = await clerk.wait("call:ended", within=5)
     assert ended["reason"] == "everyone_left"
 
     case = await (await clerk.user.get(f"/api/v1/cases/{ticket['case_id']}")).json()
