@@ -60,6 +60,14 @@ class Settings(BaseModel):
             "socket.io rooms and call membership are then shared through Redis."
         ),
     )
+    redis_namespace: str = Field(
+        "cloudwindow",
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description=(
+            "Prefix of CloudWindow's Redis keys and pub/sub channel; deployments sharing one "
+            "Redis need different values."
+        ),
+    )
     node_id: str = Field(
         "", description="Name of this node in logs and presence rows. Empty: host name and pid."
     )

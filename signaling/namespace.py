@@ -109,7 +109,9 @@ class Signaling:
         self.node_id = settings.node_id or default_node_id()
         manager = None
         if settings.redis_url:
-            manager = socketio.AsyncRedisManager(settings.redis_url, channel="cloudwindow")
+            manager = socketio.AsyncRedisManager(
+                settings.redis_url, channel=f"{settings.redis_namespace}:socketio"
+            )
         self.sio = socketio.AsyncServer(
             async_mode="aiohttp",
             client_manager=manager,
@@ -121,12 +123,15 @@ class Signaling:
             engineio_logger=False,
         )
         self.registry: CallRegistry = (
-            RedisRegistry(settings.redis_url) if settings.redis_url else MemoryRegistry()
+            RedisRegistry(settings.redis_url, settings.redis_namespace)
+            if settings.redis_url
+            else MemoryRegistry()
         )
         self.conns: dict[str, Conn] = {}
-        self.dirty_lines: set[int] = set()
-        # line -> ticket -> (position, eta) as last pushed from this node
-        self.last_pushed: dict[int, dict[int, tuple[int, int | None]]] = {}
+        # line -> change counter as last pushed from this node
+        self.pushed_versions: dict[int, int] = {}
+        # ticket -> (position, eta) as last pushed from this node
+        self.last_pushed: dict[int, tuple[int, int | None]] = {}
         self.tasks: list[asyncio.Task[None]] = []
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
@@ -142,7 +147,7 @@ class Signaling:
     async def start(self) -> None:
         self.tasks = [
             asyncio.create_task(self._loop(self.settings.sweep_interval_seconds, self.sweep)),
-            asyncio.create_task(self._loop(PUSH_INTERVAL_S, self.push_dirty_lines)),
+            asyncio.create_task(self._loop(PUSH_INTERVAL_S, self.push_changed_lines)),
             asyncio.create_task(
                 self._loop(self.settings.presence_ttl_seconds / 3, self.refresh_presence)
             ),
@@ -204,7 +209,8 @@ class Signaling:
             await self.sio.enter_room(sid, svc.room_skill(skill))
         for line_id in principal.line_ids:
             await self.sio.enter_room(sid, svc.room_line(line_id))
-            self.dirty_lines.add(line_id)
+        if principal.role in ROLES_WITH_PRESENCE:
+            await self.registry.bump_lines(set(principal.line_ids))
         return True
 
     async def on_disconnect(self, sid: str, *_args: Any) -> None:
@@ -219,7 +225,7 @@ class Signaling:
             still_here = any(c.principal.staff_id == staff_id for c in self.conns.values())
             if conn.principal.role in ROLES_WITH_PRESENCE and not still_here:
                 await svc.drop_presence(session=session, staff_id=staff_id, node_id=self.node_id)
-                self.dirty_lines.update(conn.principal.line_ids)
+                outbox.lines.update(conn.principal.line_ids)
             await session.commit()
         await self.flush(outbox)
 
@@ -276,7 +282,7 @@ class Signaling:
             await self.registry.drop(call_id)
         for e in outbox.emits:
             await self.sio.emit(e.event, e.data, room=e.room)
-        self.dirty_lines.update(outbox.lines)
+        await self.registry.bump_lines(outbox.lines)
 
     async def join_rooms(self, sid: str, conn: Conn, join: svc.CallJoin) -> None:
         conn.calls[join.call_id] = join.participant_id
@@ -292,31 +298,64 @@ class Signaling:
 
     # -- background work
 
-    async def push_dirty_lines(self) -> None:
-        lines, self.dirty_lines = self.dirty_lines, set()
-        for line_id in lines:
-            await self.push_line(line_id)
+    def local_rooms(self, prefix: str) -> dict[int, int]:
+        """Rooms of this node with a prefix ("line:", "ticket:") -> their id and member count."""
+        rooms = self.sio.manager.rooms.get("/", {})
+        out = {}
+        for name, members in rooms.items():
+            if isinstance(name, str) and name.startswith(prefix) and members:
+                with contextlib.suppress(ValueError):
+                    out[int(name[len(prefix) :])] = len(members)
+        return out
 
-    async def push_line(self, line_id: int) -> None:
-        """Line status to its watchers, and each waiting ticket's position to its holders.
+    async def push_changed_lines(self) -> None:
+        """Push fresh line status and queue positions to the clients connected to this node.
 
-        Only tickets whose position or estimate changed since this node's last push are sent.
+        Each node serves only its own sockets (ignore_queue=True: no pub/sub fan-out), and only
+        for lines whose change counter moved since its last push, so the cost follows the
+        number of watchers here, not the length of the queue or the number of nodes.
         """
+        line_rooms = self.local_rooms("line:")
+        ticket_rooms = self.local_rooms("ticket:")
+        ticket_lines: dict[int, int] = {}
+        if ticket_rooms:
+            async with self.db.session() as session:
+                ticket_lines = await svc.waiting_ticket_lines(session, list(ticket_rooms))
+        lines = sorted(set(line_rooms) | set(ticket_lines.values()))
+        versions = await self.registry.line_versions(lines)
+        for line_id in lines:
+            if self.pushed_versions.get(line_id) == versions[line_id]:
+                continue
+            self.pushed_versions[line_id] = versions[line_id]
+            watched = [t for t, ln in ticket_lines.items() if ln == line_id]
+            await self.push_line(line_id, watched)
+
+    async def push_line(self, line_id: int, watched: list[int]) -> None:
         async with self.db.session() as session:
             status, waiting, positions = await svc.line_snapshot(session, self.settings, line_id)
-            sent = self.last_pushed.setdefault(line_id, {})
-            changed = [t for t in waiting if sent.get(t.id or 0) != positions[t.id or 0]]
+            changed = [
+                t
+                for t in waiting
+                if t.id in watched and self.last_pushed.get(t.id) != positions[t.id]
+            ]
             reads = await svc.read_tickets(session, changed, positions)
         await self.sio.emit(
-            "line:status", status.model_dump(mode="json"), room=svc.room_line(line_id)
+            "line:status",
+            status.model_dump(mode="json"),
+            room=svc.room_line(line_id),
+            ignore_queue=True,
         )
         for read in reads:
+            self.last_pushed[read.id] = (read.position, read.eta_seconds)  # type: ignore[assignment]
             await self.sio.emit(
                 "ticket:update",
                 {"ticket": read.model_dump(mode="json")},
                 room=svc.room_ticket(read.id),
+                ignore_queue=True,
             )
-        self.last_pushed[line_id] = {tid: positions[tid] for tid in positions}
+        for tid in watched:
+            if tid not in positions:
+                self.last_pushed.pop(tid, None)
 
     async def sweep(self) -> None:
         await self.run(

@@ -255,6 +255,16 @@ async def waiting_on_line(session: AsyncSession, line_id: int) -> list[Ticket]:
     return list((await session.exec(q.order_by(*_queue_order()))).all())
 
 
+async def waiting_ticket_lines(session: AsyncSession, ticket_ids: list[int]) -> dict[int, int]:
+    """The line of each of these tickets that is still waiting."""
+    rows = await session.exec(
+        select(Ticket.id, Ticket.line_id).where(
+            col(Ticket.id).in_(ticket_ids), Ticket.status == TicketStatus.waiting
+        )
+    )
+    return {tid: line for tid, line in rows.all() if tid is not None}
+
+
 async def avg_handling_seconds(session: AsyncSession, settings: Settings, line_id: int) -> int:
     q = (
         select(Ticket.answered_at, Ticket.finished_at)

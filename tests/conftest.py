@@ -27,6 +27,7 @@ from core.settings import Settings
 IN_CI = os.environ.get("CI", "").lower() == "true"
 # Admin connection used to create and drop the per-test databases.
 PG_ADMIN_URL = os.environ.get("CW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("CW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 DEMO_PASSWORD = "cloudwindow-demo"
 BACKENDS = ("sqlite", "postgresql")
 
@@ -101,9 +102,7 @@ class Templates:
             except Exception as e:  # any connection failure
                 self.pg_error = f"PostgreSQL at {PG_ADMIN_URL} unreachable: {e}"
         if self.pg_error:
-            if IN_CI:
-                pytest.fail(self.pg_error + " (required in CI)")
-            pytest.skip(self.pg_error)
+            require_service(False, self.pg_error)
 
     def get(self, backend: str, dataset: str) -> str:
         key = (backend, dataset)
@@ -180,6 +179,36 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Templates]:
     t = Templates(tmp_path_factory.mktemp("db-templates"))
     yield t
     t.close()
+
+
+def require_service(ok: bool, what: str) -> None:
+    """Skip a test whose server is missing; in CI, fail instead (required tests must run)."""
+    if not ok:
+        if IN_CI:
+            pytest.fail(f"{what} (required in CI)")
+        pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping()
+        reachable, error = True, ""
+    except Exception as e:  # any connection failure
+        reachable, error = False, str(e)
+    require_service(reachable, f"Redis at {REDIS_URL} unreachable: {error}")
+    return REDIS_URL
+
+
+@pytest.fixture
+def pg_demo_url(templates: Templates) -> Iterator[str]:
+    """A fresh PostgreSQL database with the demo district (for multi-process tests)."""
+    templates.require_pg()
+    url = templates.clone("postgresql", templates.get("postgresql", "demo"))
+    yield url
+    templates.drop("postgresql", url)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -1,0 +1,197 @@
+"""Two server processes on PostgreSQL and Redis behave as one cloud window."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from sqlmodel import col, select
+
+from core.db import Database, utcnow
+from core.models import Case, CaseStatus, Site, Staff, StaffLine, StaffSite, WindowLine
+from signaling.models import Ticket, TicketStatus
+from tests.conftest import User
+from tests.signaling.helpers import Sock, gaoqiao_setup, new_resident, take_payload
+from tests.signaling.nodes import Node, cluster_env
+from tests.signaling.test_media import Peer
+
+CLERKS = 50
+TICKETS = 1000
+
+
+@pytest.fixture
+async def cluster(
+    pg_demo_url: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Node, Node]]:
+    env = cluster_env(pg_demo_url, redis_url, tmp_path)
+    nodes = (Node("node-a", env, tmp_path), Node("node-b", env, tmp_path))
+    for n in nodes:
+        n.start()
+    try:
+        await asyncio.gather(*(n.ready() for n in nodes))
+        yield nodes
+    finally:
+        for n in nodes:
+            n.stop()
+
+
+async def _user(base: str, username: str, opened: list[aiohttp.ClientSession]) -> User:
+    http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+    opened.append(http)
+    user = User(http, base)
+    resp = await user.login(username)
+    assert resp.status == 200, await resp.text()
+    return user
+
+
+async def test_call_between_peers_on_different_nodes(cluster: tuple[Node, Node]) -> None:
+    node_a, node_b = cluster
+    opened: list[aiohttp.ClientSession] = []
+    socks: list[Sock] = []
+    point = desk = None
+    try:
+        worker = await Sock(await _user(node_a.base, "worker", opened)).connect()
+        clerk = await Sock(await _user(node_b.base, "clerk", opened)).connect()
+        socks += [worker, clerk]
+        setup = await gaoqiao_setup(worker.user)
+        ticket = await worker.ok(
+            "ticket:take", take_payload(setup, await new_resident(worker.user))
+        )
+        # The clerk on node B sees the waiting ticket taken on node A.
+        status = await clerk.wait("line:status", lambda d: d["waiting"] >= 1)
+        assert status["line_id"] == setup["line"]["id"]
+        called = await clerk.ok("queue:call_next")
+        assert called["ticket"]["id"] == ticket["id"]
+        call = called["call"]
+        await worker.wait("ticket:called")  # crossed from node B to node A through Redis
+        await worker.ok("ticket:answer", {"ticket_id": ticket["id"]})
+        point, desk = Peer(worker, call["call_id"]), Peer(clerk, call["call_id"])
+        await asyncio.gather(point.offer_to(call["participant_id"]), desk.answer_offer())
+        await point.take_answer()
+        frames = await asyncio.gather(point.frames(), desk.frames())
+        assert frames == [10, 10]
+        await clerk.ok("ticket:finish", {"ticket_id": ticket["id"], "outcome": "completed"})
+        assert (await worker.wait("case:finished"))["outcome"] == "completed"
+    finally:
+        for p in (point, desk):
+            if p is not None:
+                await p.pc.close()
+        for s in socks:
+            await s.close()
+        for h in opened:
+            await h.close()
+
+
+async def _fill_queue(db_url: str) -> tuple[list[str], set[int]]:
+    """50 extra clerks on 高桥镇·民政 and 1,000 waiting tickets (some priority)."""
+    db = Database(db_url)
+    try:
+        async with db.session() as s:
+            line = (
+                await s.exec(select(WindowLine).where(WindowLine.code == "T07-civil_affairs"))
+            ).one()
+            town = (await s.exec(select(Site).where(Site.code == "T07"))).one()
+            point = (await s.exec(select(Site).where(Site.code == "T07-C01"))).one()
+            template = (await s.exec(select(Staff).where(Staff.username == "clerk"))).one()
+            names = [f"race{i:02d}" for i in range(CLERKS)]
+            clerks = [
+                Staff(
+                    username=n, display_name=n, role="clerk", password_hash=template.password_hash
+                )
+                for n in names
+            ]
+            s.add_all(clerks)
+            await s.flush()
+            for c in clerks:
+                s.add(StaffLine(staff_id=c.id or 0, line_id=line.id or 0))
+                s.add(StaffSite(staff_id=c.id or 0, site_id=town.id or 0))
+            now = utcnow()
+            cases = [
+                Case(
+                    number=f"RACE{i:06d}",
+                    item_id=1,
+                    site_id=point.id or 0,
+                    line_id=line.id,
+                    status=CaseStatus.open,
+                )
+                for i in range(TICKETS)
+            ]
+            s.add_all(cases)
+            await s.flush()
+            day = now.date()
+            s.add_all(
+                Ticket(
+                    line_id=line.id or 0,
+                    case_id=c.id or 0,
+                    day=day,
+                    seq=900 + i,
+                    number=f"R{i:04d}",
+                    status=TicketStatus.waiting,
+                    priority=1 if i % 7 == 0 else 0,
+                    item_id=1,
+                    point_site_id=point.id or 0,
+                    waiting_since=now - dt.timedelta(seconds=TICKETS - i),
+                )
+                for i, c in enumerate(cases)
+            )
+            await s.commit()
+            ids = set(
+                (await s.exec(select(Ticket.id).where(Ticket.status == TicketStatus.waiting))).all()
+            )
+            return names, {i for i in ids if i is not None}
+    finally:
+        await db.dispose()
+
+
+async def test_fifty_clerks_on_two_nodes_never_share_or_lose_a_ticket(
+    cluster: tuple[Node, Node], pg_demo_url: str
+) -> None:
+    names, waiting = await _fill_queue(pg_demo_url)
+    assert len(waiting) == TICKETS
+    opened: list[aiohttp.ClientSession] = []
+    socks: list[Sock] = []
+    got: dict[str, list[int]] = {}
+    try:
+        users = await asyncio.gather(
+            *(_user(cluster[i % 2].base, n, opened) for i, n in enumerate(names))
+        )
+        socks = list(await asyncio.gather(*(Sock(u).connect() for u in users)))
+
+        async def serve(sock: Sock) -> None:
+            mine = got.setdefault(sock.user.me["username"], [])
+            while True:
+                data = await sock.ok("queue:call_next")
+                if data["ticket"] is None:
+                    return
+                mine.append(data["ticket"]["id"])
+                await sock.ok(
+                    "ticket:finish", {"ticket_id": data["ticket"]["id"], "outcome": "completed"}
+                )
+
+        await asyncio.wait_for(asyncio.gather(*(serve(s) for s in socks)), 240)
+    finally:
+        for s in socks:
+            await s.close()
+        for h in opened:
+            await h.close()
+    assigned = [t for ids in got.values() for t in ids]
+    assert len(assigned) == len(set(assigned)), "a ticket went to two clerks"
+    assert set(assigned) == waiting, "a ticket was lost"
+    assert sum(1 for ids in got.values() if ids) > CLERKS // 2  # the work really was shared
+    db = Database(pg_demo_url)
+    try:
+        async with db.session() as s:
+            left = (
+                await s.exec(
+                    select(Ticket.id).where(
+                        col(Ticket.id).in_(waiting), Ticket.status != TicketStatus.done
+                    )
+                )
+            ).all()
+    finally:
+        await db.dispose()
+    assert list(left) == []
