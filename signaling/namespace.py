@@ -81,9 +81,11 @@ Handler = Callable[["Signaling", str, Conn, Any], Awaitable[Any]]
 class EventSpec:
     name: str
     payload: type[BaseModel]
-    action: str | None  # policy action; None = any participant, checked by the handler
+    action: str | None  # policy action; None = any logged-in staff
     summary: str
     handler: Handler
+    ack: str = "null"
+    errors: tuple[str, ...] = ()
 
 
 def ok(data: Any = None) -> dict[str, Any]:
@@ -662,27 +664,225 @@ async def h_sync(sg: Signaling, sid: str, conn: Conn, p: ev.Empty) -> Any:
     }
 
 
+CALL_ERRORS = ("call.not_participant",)
+TICKET_ERRORS = ("not_found", "ticket.state")
+SERVE_ERRORS = ("not_found", "ticket.not_yours", "ticket.state")
+
 EVENTS: dict[str, EventSpec] = {
     s.name: s
     for s in (
-        EventSpec("state:sync", ev.Empty, None, "Current tickets, calls and lines", h_sync),
-        EventSpec("presence:set", ev.PresenceSet, "presence.set", "Set my status", h_presence),
-        EventSpec("line:watch", ev.LineWatch, "line.watch", "Follow lines' status", h_line_watch),
-        EventSpec("ticket:take", ev.TicketTake, "queue.take", "Take a ticket (取号)", h_take),
-        EventSpec("ticket:watch", ev.TicketRef, "queue.watch", "Follow a ticket", h_ticket_watch),
-        EventSpec("ticket:cancel", ev.TicketRef, "queue.cancel", "Cancel a ticket", h_cancel),
-        EventSpec("ticket:answer", ev.TicketRef, "queue.answer", "Answer a call", h_answer),
-        EventSpec("queue:call_next", ev.Empty, "queue.serve", "Call the next ticket", h_call_next),
-        EventSpec("ticket:recall", ev.TicketRef, "queue.serve", "Ring again", h_recall),
-        EventSpec("ticket:transfer", ev.TicketTransfer, "queue.serve", "Transfer", h_transfer),
-        EventSpec("ticket:finish", ev.TicketFinish, "queue.serve", "Finish a case", h_finish),
-        EventSpec("call:rejoin", ev.CallRejoin, "call.participate", "Rejoin a call", h_rejoin),
-        EventSpec("call:leave", ev.CallRef, "call.participate", "Leave a call", h_leave),
-        EventSpec("call:signal", ev.CallSignal, "call.participate", "Relay SDP/ICE", h_signal),
-        EventSpec("call:state", ev.CallState, "call.participate", "Report progress", h_state),
-        EventSpec("call:stats", ev.CallStats, "call.participate", "Report quality", h_stats),
-        EventSpec("call:track", ev.CallTrack, "call.participate", "Label a stream", h_track),
-        EventSpec("expert:invite", ev.ExpertInviteIn, "queue.serve", "Invite an expert", h_invite),
-        EventSpec("expert:accept", ev.InviteRef, "expert.accept", "Accept an invite", h_accept),
+        EventSpec(
+            "state:sync",
+            ev.Empty,
+            None,
+            "Everything a (re)connecting client needs.",
+            h_sync,
+            "{tickets: [Ticket], calls: [{call_id, participant_id}], "
+            "lines: [LineStatus], ice_servers}",
+        ),
+        EventSpec(
+            "presence:set",
+            ev.PresenceSet,
+            "presence.set",
+            "Set my availability.",
+            h_presence,
+            "{status}",
+        ),
+        EventSpec(
+            "line:watch",
+            ev.LineWatch,
+            "line.watch",
+            "Follow lines: line:status events from now on.",
+            h_line_watch,
+            "[LineStatus]",
+            ("not_found",),
+        ),
+        EventSpec(
+            "ticket:take",
+            ev.TicketTake,
+            "queue.take",
+            "Take a ticket (取号) for a resident who consented; opens the case.",
+            h_take,
+            "Ticket (with position and eta_seconds)",
+            (
+                "queue.consent",
+                "queue.remote_only",
+                "queue.line_mismatch",
+                "not_found",
+                "forbidden_site",
+            ),
+        ),
+        EventSpec(
+            "ticket:watch",
+            ev.TicketRef,
+            "queue.watch",
+            "Follow a ticket: ticket:update and ticket:called from now on.",
+            h_ticket_watch,
+            "Ticket",
+            ("not_found",),
+        ),
+        EventSpec(
+            "ticket:cancel",
+            ev.TicketRef,
+            "queue.cancel",
+            "Cancel a waiting ticket.",
+            h_cancel,
+            "Ticket",
+            TICKET_ERRORS,
+        ),
+        EventSpec(
+            "ticket:answer",
+            ev.TicketRef,
+            "queue.answer",
+            "The service point picks up a called ticket and joins its call.",
+            h_answer,
+            "{ticket_id, call: CallJoin}",
+            (*TICKET_ERRORS, "call.full"),
+        ),
+        EventSpec(
+            "queue:call_next",
+            ev.Empty,
+            "queue.serve",
+            "Call the highest-priority, longest-waiting ticket of my lines.",
+            h_call_next,
+            "{ticket: Ticket | null, call: CallJoin | null}",
+            ("queue.no_lines", "queue.busy"),
+        ),
+        EventSpec(
+            "ticket:recall",
+            ev.TicketRef,
+            "queue.serve",
+            "Ring the point again for the ticket I called.",
+            h_recall,
+            "{ticket_id, recalls}",
+            SERVE_ERRORS,
+        ),
+        EventSpec(
+            "ticket:transfer",
+            ev.TicketTransfer,
+            "queue.serve",
+            "Send my ticket to another line; it keeps its waiting time; the call ends.",
+            h_transfer,
+            "Ticket",
+            (*SERVE_ERRORS, "validation"),
+        ),
+        EventSpec(
+            "ticket:finish",
+            ev.TicketFinish,
+            "queue.serve",
+            "Close the case: completed, accepted (back office) or returned (reason).",
+            h_finish,
+            "{ticket_id, status, outcome}",
+            (*SERVE_ERRORS, "ticket.reason_required"),
+        ),
+        EventSpec(
+            "call:rejoin",
+            ev.CallRejoin,
+            "call.participate",
+            "Come back to a call after a drop, within the grace period.",
+            h_rejoin,
+            "CallJoin",
+            ("call.ended", "call.resume"),
+        ),
+        EventSpec(
+            "call:leave",
+            ev.CallRef,
+            "call.participate",
+            "Leave a call; it ends when nobody is left.",
+            h_leave,
+            "{call_id}",
+            CALL_ERRORS,
+        ),
+        EventSpec(
+            "call:signal",
+            ev.CallSignal,
+            "call.participate",
+            "Relay an SDP offer/answer or an ICE candidate to one participant.",
+            h_signal,
+            "null",
+            (*CALL_ERRORS, "call.target", "validation"),
+        ),
+        EventSpec(
+            "call:state",
+            ev.CallState,
+            "call.participate",
+            "Report connection progress (kept in the call log).",
+            h_state,
+            "null",
+            CALL_ERRORS,
+        ),
+        EventSpec(
+            "call:stats",
+            ev.CallStats,
+            "call.participate",
+            "Report a getStats() summary (kept in the call log).",
+            h_stats,
+            "null",
+            CALL_ERRORS,
+        ),
+        EventSpec(
+            "call:track",
+            ev.CallTrack,
+            "call.participate",
+            "Label one of my streams as camera or screen share.",
+            h_track,
+            "null",
+            CALL_ERRORS,
+        ),
+        EventSpec(
+            "expert:invite",
+            ev.ExpertInviteIn,
+            "queue.serve",
+            "Invite the first available expert with a skill into my call.",
+            h_invite,
+            "{invite_id, expires_at}",
+            (*CALL_ERRORS, "call.full", "call.ended"),
+        ),
+        EventSpec(
+            "expert:accept",
+            ev.InviteRef,
+            "expert.accept",
+            "Accept an invite; the first expert to accept joins the call.",
+            h_accept,
+            "CallJoin",
+            ("invite.taken", "invite.skill", "call.full", "not_found"),
+        ),
     )
+}
+
+# Events the server sends: name -> (who receives it, payload).
+SERVER_EVENTS: dict[str, tuple[str, str]] = {
+    "line:status": ("watchers of the line (clerks of the line join on connect)", "LineStatus"),
+    "ticket:update": (
+        "holders of the ticket",
+        "{ticket: Ticket, transferred?: true} — position and eta_seconds while waiting",
+    ),
+    "ticket:called": (
+        "holders of the ticket",
+        "{ticket: Ticket, call_id, clerk?: display name, recall?: count}",
+    ),
+    "call:participant_joined": (
+        "the call",
+        "{call_id, participant: Participant, rejoined?: true} — the joiner sends the offers",
+    ),
+    "call:participant_left": ("the call", "{call_id, participant_id, reconnecting: bool}"),
+    "call:peer_state": ("the call, except the sender", "{call_id, participant_id, state}"),
+    "call:signal": (
+        "one participant",
+        "{call_id, from: participant id, kind, sdp?, candidate?, ice_restart}",
+    ),
+    "call:track": (
+        "the call, except the sender",
+        "{call_id, participant_id, stream_id, kind: camera | screen, active}",
+    ),
+    "call:ended": (
+        "the call",
+        "{call_id, reason: everyone_left | transferred | cancelled | no_show}",
+    ),
+    "case:finished": ("the call", "{call_id, case_id, outcome, reason}"),
+    "expert:invited": (
+        "experts with the skill",
+        "{invite_id, call_id, skill, item_name, invited_by, expires_at}",
+    ),
+    "expert:invite_closed": ("experts with the skill", "{invite_id, accepted_by}"),
 }
