@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from signaling.models import Outcome, PresenceStatus
 
@@ -15,7 +15,8 @@ Id = Field(ge=1, le=MAX_ID)
 
 
 class Payload(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+    # No whitespace stripping: an SDP must reach the peer byte for byte (it ends in CRLF).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Empty(Payload):
@@ -35,7 +36,8 @@ class TicketTake(Payload):
     item_code: str = Field(min_length=1, max_length=32)
     site_id: int = Id
     resident_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    consent: bool
+    # Consent is recorded as given: only a JSON true counts, never "yes" or 1.
+    consent: StrictBool
     bundle_code: str | None = Field(default=None, max_length=32)
     note: str = Field(default="", max_length=500)
 
@@ -81,7 +83,14 @@ class CallSignal(Payload):
     kind: Literal["offer", "answer", "candidate", "end_of_candidates"]
     sdp: str | None = Field(default=None, max_length=MAX_SDP_BYTES)
     candidate: IceCandidate | None = None
-    ice_restart: bool = False
+    ice_restart: StrictBool = False
+
+    @field_validator("sdp")
+    @classmethod
+    def _sdp_bytes(cls, v: str | None) -> str | None:
+        if v is not None and len(v.encode()) > MAX_SDP_BYTES:
+            raise ValueError(f"SDP is over {MAX_SDP_BYTES} bytes")
+        return v
 
 
 class CallState(Payload):
@@ -108,7 +117,7 @@ class CallTrack(Payload):
     call_id: int = Id
     stream_id: str = Field(min_length=1, max_length=100)
     kind: Literal["camera", "screen"]
-    active: bool
+    active: StrictBool
 
 
 class ExpertInviteIn(Payload):

@@ -126,6 +126,9 @@ class CallParticipant(SQLModel, table=True):
     left_at: dt.datetime | None = _opt_ts()
     disconnected_at: dt.datetime | None = _opt_ts()
     resume_hash: str = Field(max_length=64)
+    # Bumped on every rejoin: a disconnect reported by an older socket of the same participant
+    # (noticed late, after the rejoin) must not mark the new connection as dropped.
+    generation: int = Field(default=0)
     stats: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     stats_reports: int = Field(default=0)
 

@@ -37,6 +37,8 @@ log = logging.getLogger("cloudwindow.signaling")
 # Queue positions are pushed at most this often per line: a burst of "call next" on a long
 # queue becomes one update per holder, not one per change.
 PUSH_INTERVAL_S = 0.25
+# Shutdown waits this long for event handlers that are still writing.
+SHUTDOWN_WAIT_S = 5.0
 # A connection this far over its event budget is cut off rather than answered.
 FLOOD_FACTOR = 4
 ROLES_WITH_PRESENCE = (Role.clerk, Role.expert)
@@ -72,6 +74,7 @@ class Conn:
     principal: Principal
     bucket: Bucket
     calls: dict[int, int] = field(default_factory=dict)  # call id -> my participant id
+    generations: dict[int, int] = field(default_factory=dict)  # call id -> my generation
 
 
 Handler = Callable[["Signaling", str, Conn, Any], Awaitable[Any]]
@@ -135,6 +138,8 @@ class Signaling:
         # ticket -> (position, eta) as last pushed from this node
         self.last_pushed: dict[int, tuple[int, int | None]] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        # Handlers running now; shutdown waits for them so their writes are not lost.
+        self.inflight: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
         for spec in EVENTS.values():
@@ -155,12 +160,20 @@ class Signaling:
             ),
         ]
 
+    def track(self) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.inflight.add(task)
+            task.add_done_callback(self.inflight.discard)
+
     async def stop(self) -> None:
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        if self.inflight:
+            await asyncio.wait(set(self.inflight), timeout=SHUTDOWN_WAIT_S)
         for sid in list(self.conns):
             with contextlib.suppress(Exception):
                 await self.sio.disconnect(sid)
@@ -216,13 +229,20 @@ class Signaling:
         return True
 
     async def on_disconnect(self, sid: str, *_args: Any) -> None:
+        self.track()
         conn = self.conns.pop(sid, None)
         if conn is None:
             return
         outbox = svc.Outbox()
         async with self.db.session() as session:
             for call_id, pid in conn.calls.items():
-                await svc.disconnected(session=session, outbox=outbox, call_id=call_id, pid=pid)
+                await svc.disconnected(
+                    session=session,
+                    outbox=outbox,
+                    call_id=call_id,
+                    pid=pid,
+                    generation=conn.generations.get(call_id, 0),
+                )
             staff_id = conn.principal.staff_id
             still_here = any(c.principal.staff_id == staff_id for c in self.conns.values())
             if conn.principal.role in ROLES_WITH_PRESENCE and not still_here:
@@ -238,6 +258,7 @@ class Signaling:
 
     def _dispatcher(self, spec: EventSpec) -> Callable[..., Awaitable[dict[str, Any]]]:
         async def dispatch(sid: str, data: Any = None, *_extra: Any) -> dict[str, Any]:
+            self.track()
             conn = self.conns.get(sid)
             if conn is None:
                 return fail(Unauthenticated())
@@ -288,6 +309,7 @@ class Signaling:
 
     async def join_rooms(self, sid: str, conn: Conn, join: svc.CallJoin) -> None:
         conn.calls[join.call_id] = join.participant_id
+        conn.generations[join.call_id] = join.generation
         await self.sio.enter_room(sid, svc.room_call(join.call_id))
         await self.sio.enter_room(sid, svc.room_participant(join.participant_id))
 

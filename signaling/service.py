@@ -141,6 +141,7 @@ class CallJoin(BaseModel):
     call_id: int
     participant_id: int
     resume_token: str
+    generation: int = 0
     participants: list[ParticipantRead]
     ice_servers: list[dict[str, Any]]
     ticket_id: int | None
@@ -369,6 +370,20 @@ async def _number(session: AsyncSession, line: WindowLine, day: dt.date) -> tupl
     return seq, f"{line.ticket_prefix}{seq:03d}"
 
 
+async def _lines_serving(session: AsyncSession, item: ServiceItem, site: Any) -> set[int]:
+    """Lines a point may queue an item on: the one routing picks, or the district center's."""
+    ids = set()
+    routed = await site_service.route_line(session=session, item=item, site=site)
+    if routed is not None:
+        ids.add(_id(routed))
+    district = await site_service.hall_of(session, site, "district")
+    q = select(WindowLine.id).where(
+        WindowLine.site_id == district.id, WindowLine.department == item.department
+    )
+    ids.update(i for i in (await session.exec(q)).all() if i is not None)
+    return ids
+
+
 def _priority(resident: Resident | None, today: dt.date) -> tuple[int, str]:
     if resident is None:
         return 0, ""
@@ -405,8 +420,7 @@ async def take_ticket(
     if not item.remote_capable:
         raise Invalid("queue.remote_only")
     site = await site_service.get(session=session, site_id=site_id)
-    routed = await site_service.route_line(session=session, item=item, site=site)
-    if line.department != item.department and (routed is None or routed.id != line.id):
+    if _id(line) not in await _lines_serving(session, item, site):
         raise Invalid("queue.line_mismatch", line=line.name, item=item.name)
     resident = await session.get(Resident, resident_id) if resident_id is not None else None
     if resident_id is not None and resident is None:
@@ -665,8 +679,9 @@ async def transfer(
     if target.id == t.line_id:
         raise Invalid("validation", details=[{"loc": ["line_id"], "msg": "same line"}])
     old_line, old_number = t.line_id, t.number
-    seq, number = await _number(session, target, working_day(settings, utcnow()))
-    t.line_id, t.seq, t.number = _id(target), seq, number
+    day = working_day(settings, utcnow())
+    seq, number = await _number(session, target, day)
+    t.line_id, t.day, t.seq, t.number = _id(target), day, seq, number
     t.status = TicketStatus.waiting
     t.called_at = t.called_by = t.answered_at = None
     call_id, t.call_id = t.call_id, None
@@ -715,8 +730,6 @@ async def finish(
     t.status = TicketStatus.done
     t.outcome = outcome
     t.finished_at = now
-    if t.answered_at is None:
-        t.answered_at = now
     session.add(t)
     case = await case_service.get(session=session, case_id=t.case_id)
     if note:
@@ -855,6 +868,7 @@ async def rejoin(
     if row is None:
         raise Forbidden("call.resume")
     row.disconnected_at = None
+    row.generation += 1
     session.add(row)
     me = ParticipantRead(
         id=_id(row),
@@ -883,6 +897,7 @@ async def rejoin(
         call_id=call_id,
         participant_id=_id(row),
         resume_token=resume_token,
+        generation=row.generation,
         participants=present,
         ice_servers=ice_servers(settings, str(principal.staff_id)),
         ticket_id=call.ticket_id,
@@ -911,10 +926,17 @@ async def leave(*, session: AsyncSession, outbox: Outbox, call_id: int, pid: int
     await _end_if_empty(session, outbox, call_id)
 
 
-async def disconnected(*, session: AsyncSession, outbox: Outbox, call_id: int, pid: int) -> None:
-    """The participant's socket dropped: others are told; they may rejoin within the grace."""
+async def disconnected(
+    *, session: AsyncSession, outbox: Outbox, call_id: int, pid: int, generation: int
+) -> None:
+    """The participant's socket dropped: others are told; they may rejoin within the grace.
+
+    A socket older than the participant's last rejoin is ignored: its drop is old news.
+    """
     row = await session.get(CallParticipant, pid)
     if row is None or row.left_at is not None or row.call_id != call_id:
+        return
+    if row.generation != generation:
         return
     row.disconnected_at = utcnow()
     session.add(row)
