@@ -10,13 +10,14 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from core.errors import Forbidden
 from core.models import Role, Site
 
-ALL_STAFF = frozenset(Role)
 R = Role
+EVERYONE = frozenset(Role)
+ALL_STAFF = EVERYONE - {R.resident}
 
 # action -> roles allowed. Site scope is checked separately with require_site().
 POLICY: dict[str, frozenset[Role]] = {
-    "catalog.read": ALL_STAFF,
-    "sites.read": ALL_STAFF,
+    "catalog.read": EVERYONE,
+    "sites.read": EVERYONE,
     "resident.create": frozenset({R.community_worker, R.clerk, R.coordinator, R.admin}),
     "resident.read": frozenset(
         {R.community_worker, R.clerk, R.expert, R.supervisor, R.coordinator, R.admin}
@@ -24,29 +25,29 @@ POLICY: dict[str, frozenset[Role]] = {
     "resident.reveal_id": frozenset({R.clerk, R.admin}),
     "case.create": frozenset({R.community_worker, R.clerk, R.admin}),
     "case.read": frozenset(
-        {R.community_worker, R.clerk, R.expert, R.supervisor, R.coordinator, R.admin}
+        {R.community_worker, R.resident, R.clerk, R.expert, R.supervisor, R.coordinator, R.admin}
     ),
     "staff.read": frozenset({R.supervisor, R.admin}),
     "staff.manage": frozenset({R.admin}),
     "audit.read": frozenset({R.supervisor, R.admin}),
     # cloud-window queue and calls (socket events)
     "line.watch": frozenset({R.community_worker, R.clerk, R.supervisor, R.admin}),
-    "queue.take": frozenset({R.community_worker, R.admin}),
-    "queue.answer": frozenset({R.community_worker, R.admin}),
-    "queue.cancel": frozenset({R.community_worker, R.clerk, R.admin}),
-    "queue.watch": frozenset({R.community_worker, R.clerk, R.supervisor, R.admin}),
+    "queue.take": frozenset({R.community_worker, R.resident, R.admin}),
+    "queue.answer": frozenset({R.community_worker, R.resident, R.admin}),
+    "queue.cancel": frozenset({R.community_worker, R.resident, R.clerk, R.admin}),
+    "queue.watch": frozenset({R.community_worker, R.resident, R.clerk, R.supervisor, R.admin}),
     "queue.serve": frozenset({R.clerk}),
     "presence.set": frozenset({R.clerk, R.expert}),
     "expert.accept": frozenset({R.expert}),
-    "call.participate": frozenset({R.community_worker, R.clerk, R.expert, R.admin}),
+    "call.participate": frozenset({R.community_worker, R.resident, R.clerk, R.expert, R.admin}),
 }
 
 
 @dataclass(frozen=True)
 class Principal:
-    """The authenticated staff member behind a request or socket."""
+    """The authenticated staff member (or resident, on their own device) behind a request."""
 
-    staff_id: int
+    staff_id: int  # 0 for a resident
     username: str
     display_name: str
     role: Role
@@ -54,10 +55,20 @@ class Principal:
     line_ids: frozenset[int] = field(default_factory=frozenset)
     skills: tuple[str, ...] = ()
     session_id: str = ""
+    resident_id: int | None = None  # set for a resident signed in on their own device
 
     @property
     def is_admin(self) -> bool:
         return self.role is Role.admin
+
+    @property
+    def is_resident(self) -> bool:
+        return self.role is Role.resident
+
+    @property
+    def staff_fk(self) -> int | None:
+        """The staff id to record as actor; None when the actor is a resident."""
+        return None if self.is_resident else self.staff_id
 
 
 def can(principal: Principal, action: str) -> bool:

@@ -133,7 +133,7 @@ async def create(*, session: AsyncSession, principal: Principal, case_in: CaseCr
         site_id=site.id or 0,
         line_id=line.id if line else None,
         status=CaseStatus.open,
-        created_by=principal.staff_id,
+        created_by=principal.staff_fk,
         created_at=now,
         updated_at=now,
         note=case_in.note,
@@ -146,7 +146,7 @@ async def create(*, session: AsyncSession, principal: Principal, case_in: CaseCr
         session,
         case,
         "created",
-        actor_id=principal.staff_id,
+        actor_id=principal.staff_fk,
         at=now,
         data={"item": item.code, "site": site.code, "line": line.code if line else None},
     )
@@ -161,7 +161,14 @@ async def get(*, session: AsyncSession, case_id: int) -> Case:
 
 
 async def require_access(session: AsyncSession, principal: Principal, case: Case) -> None:
-    """Staff of the case's site area, of its window line, or its creator may see it."""
+    """Staff of the case's site area, of its window line, or its creator may see it.
+
+    A resident on their own device sees only their own cases.
+    """
+    if principal.is_resident:
+        if case.resident_id is None or case.resident_id != principal.resident_id:
+            raise NotFound(f"办件 {case.id}", f"Case {case.id}")
+        return
     if principal.is_admin or case.created_by == principal.staff_id:
         return
     if case.line_id is not None and case.line_id in principal.line_ids:
@@ -234,7 +241,9 @@ async def list_cases(
         q = q.where(Case.status == status)
     if site_id is not None:
         q = q.where(Case.site_id == site_id)
-    if not principal.is_admin:
+    if principal.is_resident:
+        q = q.where(Case.resident_id == principal.resident_id)
+    elif not principal.is_admin:
         scope = await scope_site_ids(session, principal)
         q = q.where(
             or_(

@@ -20,6 +20,11 @@ class Role(StrEnum):
     coordinator = "coordinator"
     courier = "courier"
     admin = "admin"
+    resident = "resident"  # a resident signed in on their own device; never a staff account
+
+
+# Roles a staff account can have (residents sign in by SMS code, never as staff).
+STAFF_ROLES = tuple(r for r in Role if r is not Role.resident)
 
 
 class SiteKind(StrEnum):
@@ -244,3 +249,28 @@ class AuditEntry(SQLModel, table=True):
     detail: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     request_id: str = Field(default="", max_length=64)
     ip: str = Field(default="", max_length=64)
+
+
+class ResidentSession(SQLModel, table=True):
+    """A resident signed in on their own device (remote assist 2.0), by SMS code."""
+
+    __tablename__ = "resident_session"
+    token_hash: str = Field(primary_key=True, max_length=64)
+    resident_id: int = Field(foreign_key="resident.id", index=True)
+    csrf_token: str = Field(max_length=64)
+    created_at: dt.datetime = _ts()
+    last_seen_at: dt.datetime = _ts()
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+class ResidentLoginCode(SQLModel, table=True):
+    """A one-time code sent by SMS to a resident's registered phone."""
+
+    __tablename__ = "resident_login_code"
+    id: int | None = Field(default=None, primary_key=True)
+    resident_id: int = Field(foreign_key="resident.id", index=True)
+    code_hash: str = Field(max_length=64)
+    created_at: dt.datetime = _ts(index=True)
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+    attempts: int = Field(default=0)
+    used_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)

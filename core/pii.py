@@ -40,5 +40,10 @@ class PiiCipher:
         raw = base64.urlsafe_b64decode(body)
         return self._aead.decrypt(raw[:12], raw[12:], context.encode()).decode()
 
+    @property
+    def lookup_key(self) -> bytes:
+        """The keyed-hash key, for other one-way lookups (e.g. SMS login codes)."""
+        return self._lookup
+
     def lookup_hash(self, value: str) -> str:
         return hmac.new(self._lookup, value.encode(), hashlib.sha256).hexdigest()

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -50,6 +50,13 @@ class StaffCreate(BaseModel):
     phone: str = Field(default="", max_length=20)
     site_codes: list[str] = Field(default_factory=list, max_length=50)
     line_codes: list[str] = Field(default_factory=list, max_length=50)
+
+    @field_validator("role")
+    @classmethod
+    def _staff_role(cls, v: Role) -> Role:
+        if v is Role.resident:
+            raise ValueError("residents sign in by SMS code; they are not staff accounts")
+        return v
 
 
 class StaffRead(BaseModel):

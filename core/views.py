@@ -8,10 +8,10 @@ from typing import Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from core import audit, cases, catalog, residents, sites, staff
+from core import audit, cases, catalog, resident_auth, residents, sites, staff
 from core.access import Principal, site_in_scope
-from core.errors import NotFound
-from core.models import AuditEntry, CaseStatus, Role, SiteKind, StaffSession
+from core.errors import Forbidden, NotFound
+from core.models import AuditEntry, CaseStatus, ResidentSession, Role, SiteKind, StaffSession
 from web import keys
 from web.http import Api, Ctx, json_response
 
@@ -180,6 +180,84 @@ async def logout(ctx: Ctx) -> web.Response:
 async def me(ctx: Ctx) -> MeRead:
     row = await ctx.session.get(StaffSession, ctx.me.session_id)
     return _me(ctx.me, row.csrf_token if row else "")
+
+
+# -- residents on their own device (remote assist 2.0)
+
+
+async def resident_code(ctx: Ctx) -> dict[str, bool]:
+    await resident_auth.request_code(
+        session=ctx.session,
+        cipher=ctx.request.app[keys.CIPHER],
+        sms=ctx.request.app[keys.SMS],
+        request=ctx.body,
+    )
+    await ctx.session.commit()
+    # The same answer whether or not a code went out: the form must not reveal who exists.
+    return {"sent": True}
+
+
+async def resident_login(ctx: Ctx) -> web.Response:
+    s = ctx.settings
+    token, me_ = await resident_auth.login(
+        session=ctx.session, cipher=ctx.request.app[keys.CIPHER], request=ctx.body
+    )
+    audit.record(
+        ctx.session,
+        actor=None,
+        action="resident.login",
+        target_type="resident",
+        target_id=me_.resident_id,
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+    )
+    await ctx.session.commit()
+    response = json_response(me_)
+    max_age = int(resident_auth.SESSION_TTL.total_seconds())
+    response.set_cookie(
+        resident_auth.RESIDENT_COOKIE,
+        token,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="Lax",
+        secure=s.cookie_secure,
+    )
+    response.set_cookie(
+        "cw_csrf",
+        me_.csrf_token,
+        max_age=max_age,
+        path="/",
+        httponly=False,
+        samesite="Strict",
+        secure=s.cookie_secure,
+    )
+    return response
+
+
+async def resident_me(ctx: Ctx) -> resident_auth.ResidentMe:
+    p = ctx.me
+    if not p.is_resident or p.resident_id is None:
+        raise Forbidden("forbidden_role")
+    row = await residents.get(session=ctx.session, resident_id=p.resident_id)
+    sess = await ctx.session.get(ResidentSession, p.session_id)
+    return resident_auth.ResidentMe(
+        resident_id=p.resident_id,
+        name=row.name,
+        id_masked=row.id_masked,
+        community_id=row.community_id,
+        csrf_token=sess.csrf_token if sess else "",
+    )
+
+
+async def resident_logout(ctx: Ctx) -> web.Response:
+    if not ctx.me.is_resident:
+        raise Forbidden("forbidden_role")
+    await resident_auth.logout(session=ctx.session, session_id=ctx.me.session_id)
+    response = json_response({"ok": True})
+    response.del_cookie(resident_auth.RESIDENT_COOKIE, path="/")
+    response.del_cookie("cw_csrf", path="/")
+    return response
 
 
 # -- catalog
@@ -411,6 +489,41 @@ def register(api: Api) -> None:
     a("POST", f"{V1}/auth/logout", logout, summary="Log out", tags=("auth",))
     a("GET", f"{V1}/auth/me", me, summary="Who am I", response=MeRead, tags=("auth",))
     a("GET", f"{V1}/openapi.json", openapi, summary="This document", auth=False, tags=("meta",))
+    a(
+        "POST",
+        f"{V1}/resident-auth/code",
+        resident_code,
+        auth=False,
+        status=202,
+        summary="Send a sign-in code to a resident's registered phone",
+        body=resident_auth.CodeRequest,
+        tags=("resident",),
+    )
+    a(
+        "POST",
+        f"{V1}/resident-auth/login",
+        resident_login,
+        auth=False,
+        summary="Resident sign-in with the SMS code; sets the resident cookie",
+        body=resident_auth.CodeLogin,
+        response=resident_auth.ResidentMe,
+        tags=("resident",),
+    )
+    a(
+        "GET",
+        f"{V1}/resident-auth/me",
+        resident_me,
+        summary="The signed-in resident",
+        response=resident_auth.ResidentMe,
+        tags=("resident",),
+    )
+    a(
+        "POST",
+        f"{V1}/resident-auth/logout",
+        resident_logout,
+        summary="Resident sign-out",
+        tags=("resident",),
+    )
 
     a(
         "GET",

@@ -121,7 +121,8 @@ class CallParticipant(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     call_id: int = Field(foreign_key="call.id", index=True)
     staff_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
-    role: str = Field(max_length=16)  # point | clerk | expert
+    resident_id: int | None = Field(default=None, foreign_key="resident.id", index=True)
+    role: str = Field(max_length=16)  # point | resident | clerk | expert
     joined_at: dt.datetime = _ts()
     left_at: dt.datetime | None = _opt_ts()
     disconnected_at: dt.datetime | None = _opt_ts()

@@ -21,6 +21,7 @@ from typing import Any
 import socketio
 from pydantic import BaseModel, ValidationError
 
+from core import resident_auth
 from core import staff as staff_service
 from core.access import Principal, authorize
 from core.db import Database
@@ -197,16 +198,21 @@ class Signaling:
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
-        morsel = cookie.get(self.settings.session_cookie_name)
-        if morsel is None:
-            raise socketio.exceptions.ConnectionRefusedError(
-                {"code": "unauthenticated", "message": "请先登录"}
-            )
+        staff_cookie = cookie.get(self.settings.session_cookie_name)
+        resident_cookie = cookie.get(resident_auth.RESIDENT_COOKIE)
+        if staff_cookie is None and resident_cookie is None:
+            raise socketio.exceptions.ConnectionRefusedError(Unauthenticated().to_dict())
         async with self.db.session() as session:
             try:
-                principal, _row = await staff_service.authenticate(
-                    session=session, settings=self.settings, token=morsel.value
-                )
+                if staff_cookie is not None:
+                    principal, _row = await staff_service.authenticate(
+                        session=session, settings=self.settings, token=staff_cookie.value
+                    )
+                else:
+                    assert resident_cookie is not None
+                    principal, _row = await resident_auth.authenticate(
+                        session=session, settings=self.settings, token=resident_cookie.value
+                    )
             except Unauthenticated as e:
                 raise socketio.exceptions.ConnectionRefusedError(e.to_dict()) from None
             if principal.role in ROLES_WITH_PRESENCE:
@@ -671,7 +677,7 @@ async def h_sync(sg: Signaling, sid: str, conn: Conn, p: ev.Empty) -> Any:
     me = conn.principal
     async with sg.db.session() as session:
         tickets = await svc.open_tickets_for(session, sg.settings, me)
-        calls = await svc.active_calls_for(session, me.staff_id)
+        calls = await svc.active_calls_for(session, me)
         lines = [
             (await svc.line_snapshot(session, sg.settings, ln))[0].model_dump(mode="json")
             for ln in sorted(me.line_ids)
@@ -682,7 +688,7 @@ async def h_sync(sg: Signaling, sid: str, conn: Conn, p: ev.Empty) -> Any:
         "tickets": [t.model_dump(mode="json") for t in tickets],
         "calls": calls,
         "lines": lines,
-        "ice_servers": svc.ice_servers(sg.settings, str(me.staff_id)),
+        "ice_servers": svc.ice_servers(sg.settings, svc.ice_user(me)),
     }
 
 

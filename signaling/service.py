@@ -130,6 +130,7 @@ class TicketRead(BaseModel):
 class ParticipantRead(BaseModel):
     id: int
     staff_id: int | None
+    resident_id: int | None = None
     role: str
     display_name: str
     connected: bool
@@ -408,7 +409,15 @@ async def take_ticket(
     bundle_code: str | None = None,
     note: str = "",
 ) -> Ticket:
-    """Take a number on a line for an item, on behalf of a resident who consented."""
+    """Take a number on a line for an item, on behalf of a resident who consented.
+
+    A resident on their own device (remote assist 2.0) takes it for themself, at their
+    community's service point.
+    """
+    if principal.is_resident:
+        resident_id = principal.resident_id
+        if site_id not in principal.site_ids:
+            raise Forbidden("forbidden_site")
     if not consent:
         raise Invalid("queue.consent")
     line = await session.get(WindowLine, line_id)
@@ -450,11 +459,11 @@ async def take_ticket(
         status=TicketStatus.waiting,
         priority=priority,
         priority_reason=reason,
-        channel="assisted",
+        channel="self" if principal.is_resident else "assisted",
         item_id=_id(item),
         resident_id=resident_id,
         point_site_id=site_id,
-        taken_by=principal.staff_id,
+        taken_by=principal.staff_fk,
         consent_at=now,
         waiting_since=now,
         created_at=now,
@@ -465,15 +474,19 @@ async def take_ticket(
         session,
         case,
         "consent",
-        actor_id=principal.staff_id,
+        actor_id=principal.staff_fk,
         at=now,
-        data={"given_to": principal.staff_id, "purpose": "assisted_intake"},
+        data={
+            "given_to": principal.staff_fk,
+            "purpose": "self_service" if principal.is_resident else "assisted_intake",
+            "resident": resident_id,
+        },
     )
     case_service.add_event(
         session,
         case,
         "ticket.taken",
-        actor_id=principal.staff_id,
+        actor_id=principal.staff_fk,
         at=now,
         data={"ticket": number, "line": line.code, "priority": reason or None},
     )
@@ -492,7 +505,14 @@ async def get_ticket(*, session: AsyncSession, ticket_id: int, lock: bool = Fals
 
 
 async def require_ticket_access(session: AsyncSession, principal: Principal, t: Ticket) -> None:
-    """The taker, staff of the point's area, clerks of the line, or admins see a ticket."""
+    """The taker, staff of the point's area, clerks of the line, or admins see a ticket.
+
+    A resident on their own device sees only their own tickets.
+    """
+    if principal.is_resident:
+        if t.resident_id is None or t.resident_id != principal.resident_id:
+            raise NotFound(f"号码 {t.id}", f"Ticket {t.id}")
+        return
     if principal.is_admin or t.taken_by == principal.staff_id or t.line_id in principal.line_ids:
         return
     if t.called_by == principal.staff_id:
@@ -521,7 +541,7 @@ async def cancel_ticket(
     session.add(t)
     case = await case_service.get(session=session, case_id=t.case_id)
     case_service.set_status(
-        session, case, CaseStatus.cancelled, actor_id=principal.staff_id, data={"ticket": t.number}
+        session, case, CaseStatus.cancelled, actor_id=principal.staff_fk, data={"ticket": t.number}
     )
     if t.call_id:
         await end_call(session=session, outbox=outbox, call_id=t.call_id, reason="cancelled")
@@ -653,9 +673,10 @@ async def answer(
     session.add(call)
     case = await case_service.get(session=session, case_id=t.case_id)
     case_service.add_event(
-        session, case, "call.answered", actor_id=principal.staff_id, at=now, data={"call": call.id}
+        session, case, "call.answered", actor_id=principal.staff_fk, at=now, data={"call": call.id}
     )
-    join = await _add_participant(session, settings, outbox, call, principal, "point")
+    role = "resident" if principal.is_resident else "point"
+    join = await _add_participant(session, settings, outbox, call, principal, role)
     return t, join
 
 
@@ -787,16 +808,40 @@ async def participants(session: AsyncSession, call_id: int) -> list[ParticipantR
         ).all()
     )
     names = await _display_names(session, {p.staff_id for p in rows if p.staff_id})
+    rids = {p.resident_id for p in rows if p.resident_id}
+    if rids:
+        people = await session.exec(
+            select(Resident.id, Resident.name).where(col(Resident.id).in_(rids))
+        )
+        resident_names = {i: n for i, n in people.all() if i is not None}
+    else:
+        resident_names = {}
     return [
         ParticipantRead(
             id=_id(p),
             staff_id=p.staff_id,
+            resident_id=p.resident_id,
             role=p.role,
-            display_name=names.get(p.staff_id or 0, ""),
+            display_name=(
+                resident_names.get(p.resident_id, "")
+                if p.resident_id
+                else names.get(p.staff_id or 0, "")
+            ),
             connected=p.disconnected_at is None,
         )
         for p in rows
     ]
+
+
+def _is_me(principal: Principal) -> Any:
+    """SQL condition: the participant row belongs to this staff member or resident."""
+    if principal.is_resident:
+        return col(CallParticipant.resident_id) == principal.resident_id
+    return col(CallParticipant.staff_id) == principal.staff_id
+
+
+def ice_user(principal: Principal) -> str:
+    return f"r{principal.resident_id}" if principal.is_resident else str(principal.staff_id)
 
 
 async def _add_participant(
@@ -808,19 +853,25 @@ async def _add_participant(
     role: str,
 ) -> CallJoin:
     present = await participants(session, _id(call))
-    if any(p.staff_id == principal.staff_id for p in present):
+    me_key = (principal.staff_fk, principal.resident_id)
+    if any((p.staff_id, p.resident_id) == me_key for p in present):
         raise Conflict(what="通话参与者", what_en="Participant")
     if len(present) >= settings.call_max_participants:
         raise Conflict("call.full", max=settings.call_max_participants)
     token = secrets.token_urlsafe(24)
     row = CallParticipant(
-        call_id=_id(call), staff_id=principal.staff_id, role=role, resume_hash=_hash(token)
+        call_id=_id(call),
+        staff_id=principal.staff_fk,
+        resident_id=principal.resident_id,
+        role=role,
+        resume_hash=_hash(token),
     )
     session.add(row)
     await session.flush()
     me = ParticipantRead(
         id=_id(row),
-        staff_id=principal.staff_id,
+        staff_id=principal.staff_fk,
+        resident_id=principal.resident_id,
         role=role,
         display_name=principal.display_name,
         connected=True,
@@ -836,7 +887,7 @@ async def _add_participant(
         participant_id=_id(row),
         resume_token=token,
         participants=[*present, me],
-        ice_servers=ice_servers(settings, str(principal.staff_id)),
+        ice_servers=ice_servers(settings, ice_user(principal)),
         ticket_id=call.ticket_id,
         case_id=call.case_id,
     )
@@ -860,7 +911,7 @@ async def rejoin(
             select(CallParticipant).where(
                 CallParticipant.call_id == call_id,
                 CallParticipant.resume_hash == _hash(resume_token),
-                CallParticipant.staff_id == principal.staff_id,
+                _is_me(principal),
                 col(CallParticipant.left_at).is_(None),
             )
         )
@@ -872,7 +923,8 @@ async def rejoin(
     session.add(row)
     me = ParticipantRead(
         id=_id(row),
-        staff_id=principal.staff_id,
+        staff_id=principal.staff_fk,
+        resident_id=principal.resident_id,
         role=row.role,
         display_name=principal.display_name,
         connected=True,
@@ -899,7 +951,7 @@ async def rejoin(
         resume_token=resume_token,
         generation=row.generation,
         participants=present,
-        ice_servers=ice_servers(settings, str(principal.staff_id)),
+        ice_servers=ice_servers(settings, ice_user(principal)),
         ticket_id=call.ticket_id,
         case_id=call.case_id,
     )
@@ -1205,6 +1257,8 @@ async def open_tickets_for(
     q = select(Ticket).where(col(Ticket.status).in_(OPEN_TICKET))
     if principal.role == Role.clerk:
         q = q.where(Ticket.called_by == principal.staff_id)
+    elif principal.is_resident:
+        q = q.where(Ticket.resident_id == principal.resident_id)
     else:
         q = q.where(Ticket.taken_by == principal.staff_id)
     tickets = list((await session.exec(q.order_by(col(Ticket.id)))).all())
@@ -1214,13 +1268,13 @@ async def open_tickets_for(
     return out
 
 
-async def active_calls_for(session: AsyncSession, staff_id: int) -> list[dict[str, Any]]:
+async def active_calls_for(session: AsyncSession, principal: Principal) -> list[dict[str, Any]]:
     rows = (
         await session.exec(
             select(CallParticipant.call_id, CallParticipant.id)
             .join(Call, col(Call.id) == col(CallParticipant.call_id))
             .where(
-                CallParticipant.staff_id == staff_id,
+                _is_me(principal),
                 col(CallParticipant.left_at).is_(None),
                 Call.status != CallStatus.ended,
             )

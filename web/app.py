@@ -13,6 +13,7 @@ from core.db import Database
 from core.pii import PiiCipher
 from core.settings import Settings
 from core.staff import Passwords
+from outreach.sms import RecordingSmsGateway
 from signaling.namespace import Signaling
 from web import keys
 from web.http import Api
@@ -44,6 +45,7 @@ def create_app(settings: Settings) -> web.Application:
     signaling = Signaling(settings, db)
     signaling.attach(app)
     app[keys.SIGNALING] = signaling
+    app[keys.SMS] = RecordingSmsGateway()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_secrets)
     app.cleanup_ctx.append(_signaling)

@@ -202,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Add a staff account; the password is asked for twice.",
     )
     sp.add_argument("username")
-    sp.add_argument("--role", required=True, choices=[r.value for r in Role])
+    sp.add_argument(
+        "--role", required=True, choices=[r.value for r in Role if r is not Role.resident]
+    )
     sp.add_argument("--name", help="display name")
     sp.add_argument("--site", action="append", metavar="CODE", help="bind to a site (repeatable)")
     sp.add_argument("--line", action="append", metavar="CODE", help="bind to a line (repeatable)")

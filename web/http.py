@@ -13,6 +13,7 @@ import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from core import resident_auth
 from core import staff as staff_service
 from core.access import Principal, authorize
 from core.db import Database
@@ -322,11 +323,18 @@ async def authenticate_request(request: web.Request, session: Any) -> Principal:
     if request.method in UNSAFE_METHODS:
         check_origin(request, settings)
     token = request.cookies.get(settings.session_cookie_name, "")
-    if not token:
+    resident_token = request.cookies.get(resident_auth.RESIDENT_COOKIE, "")
+    row: Any
+    if token:
+        principal, row = await staff_service.authenticate(
+            session=session, settings=settings, token=token
+        )
+    elif resident_token:
+        principal, row = await resident_auth.authenticate(
+            session=session, settings=settings, token=resident_token
+        )
+    else:
         raise Unauthenticated()
-    principal, row = await staff_service.authenticate(
-        session=session, settings=settings, token=token
-    )
     if request.method in UNSAFE_METHODS:
         sent = request.headers.get("X-CSRF-Token", "")
         if not sent or not hmac.compare_digest(sent, row.csrf_token):

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from core.pii import PiiCipher
     from core.settings import Settings
     from core.staff import Passwords
+    from outreach.sms import SmsGateway
     from signaling.namespace import Signaling
     from web.http import Api
     from web.observability import Metrics
@@ -23,6 +24,7 @@ PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 API: web.AppKey[Api] = web.AppKey("api")
 SIGNALING: web.AppKey[Signaling] = web.AppKey("signaling")
+SMS: web.AppKey[SmsGateway] = web.AppKey("sms")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

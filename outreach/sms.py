@@ -1,0 +1,29 @@
+"""SMS gateways: one interface; the embedded default records messages instead of sending."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from outreach.models import SmsMessage
+
+log = logging.getLogger("cloudwindow.sms")
+
+
+class SmsGateway(Protocol):
+    async def send(self, session: AsyncSession, *, phone: str, body: str, kind: str) -> None:
+        """Queue a message; it is sent when the caller's transaction commits."""
+
+
+class RecordingSmsGateway:
+    """Writes each message to sms_message (and the log) instead of a carrier.
+
+    The embedded profile and the tests use it; a carrier's adapter implements SmsGateway and
+    sends after commit. Phone numbers are logged masked.
+    """
+
+    async def send(self, session: AsyncSession, *, phone: str, body: str, kind: str) -> None:
+        session.add(SmsMessage(phone=phone, body=body, kind=kind))
+        log.info("sms %s to %s", kind, phone[:3] + "****" + phone[-4:])
