@@ -30,6 +30,9 @@ POLICY: dict[str, frozenset[Role]] = {
     "staff.read": frozenset({R.supervisor, R.admin}),
     "staff.manage": frozenset({R.admin}),
     "audit.read": frozenset({R.supervisor, R.admin}),
+    "appointment.book": frozenset(
+        {R.community_worker, R.resident, R.clerk, R.coordinator, R.admin}
+    ),
     # cloud-window queue and calls (socket events)
     "line.watch": frozenset({R.community_worker, R.clerk, R.supervisor, R.admin}),
     "queue.take": frozenset({R.community_worker, R.resident, R.admin}),

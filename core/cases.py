@@ -24,6 +24,7 @@ from core.models import (
     ServiceItem,
     Site,
 )
+from core.residents import require_visible
 
 CLOSED = frozenset(
     {CaseStatus.completed, CaseStatus.accepted, CaseStatus.returned, CaseStatus.cancelled}
@@ -121,8 +122,11 @@ async def create(*, session: AsyncSession, principal: Principal, case_in: CaseCr
         if member is None:
             raise Invalid("item.not_in_bundle", item=item.code)
         bundle_id = bundle.id
-    if case_in.resident_id is not None and await session.get(Resident, case_in.resident_id) is None:
-        raise NotFound(f"居民 {case_in.resident_id}", f"Resident {case_in.resident_id}")
+    if case_in.resident_id is not None:
+        resident = await session.get(Resident, case_in.resident_id)
+        if resident is None:
+            raise NotFound(f"居民 {case_in.resident_id}", f"Resident {case_in.resident_id}")
+        await require_visible(session, principal, resident)
     line = await sites.route_line(session=session, item=item, site=site)
     now = utcnow()
     case = Case(

@@ -17,6 +17,7 @@ def metadata() -> MetaData:
     """Import every models module so its tables register, then return the shared metadata."""
     import core.models  # noqa: F401
     import outreach.models  # noqa: F401
+    import scheduler.models  # noqa: F401
     import signaling.models  # noqa: F401
 
     return SQLModel.metadata

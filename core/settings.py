@@ -86,6 +86,13 @@ class Settings(BaseModel):
         480, ge=30, description="Handling time assumed for wait estimates until a line has history."
     )
 
+    appointment_slot_minutes: int = Field(
+        15, ge=5, le=240, description="Length of one appointment slot on a window line."
+    )
+    appointment_slot_capacity: int = Field(
+        2, ge=1, description="Appointments one line accepts for the same slot."
+    )
+
     # -- calls
     call_rejoin_grace_seconds: int = Field(
         30, ge=1, description="A participant who drops may rejoin the same call within this time."

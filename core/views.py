@@ -9,8 +9,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from core import audit, cases, catalog, resident_auth, residents, sites, staff
-from core.access import Principal, site_in_scope
-from core.errors import Forbidden, NotFound
+from core.access import Principal
+from core.errors import Forbidden
 from core.models import AuditEntry, CaseStatus, ResidentSession, Role, SiteKind, StaffSession
 from web import keys
 from web.http import Api, Ctx, json_response
@@ -358,13 +358,7 @@ async def lookup_resident(ctx: Ctx) -> residents.ResidentRead:
 
 async def _visible_resident(ctx: Ctx) -> residents.Resident:
     row = await residents.get(session=ctx.session, resident_id=ctx.path_int("resident_id"))
-    p = ctx.me
-    visible = p.is_admin or row.created_by == p.staff_id
-    if not visible and row.community_id is not None:
-        visible = await site_in_scope(ctx.session, p, row.community_id)
-    if not visible:
-        # Same answer as a missing id, so ids of residents elsewhere cannot be probed.
-        raise NotFound(f"居民 {row.id}", f"Resident {row.id}")
+    await residents.require_visible(ctx.session, ctx.me, row)
     return row
 
 

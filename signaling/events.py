@@ -39,6 +39,7 @@ class TicketTake(Payload):
     # Consent is recorded as given: only a JSON true counts, never "yes" or 1.
     consent: StrictBool
     bundle_code: str | None = Field(default=None, max_length=32)
+    appointment_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     note: str = Field(default="", max_length=500)
 
 

@@ -450,6 +450,7 @@ async def h_take(sg: Signaling, sid: str, conn: Conn, p: ev.TicketTake) -> Any:
             resident_id=p.resident_id,
             consent=p.consent,
             bundle_code=p.bundle_code,
+            appointment_id=p.appointment_id,
             note=p.note,
         )
         return t
@@ -729,7 +730,8 @@ EVENTS: dict[str, EventSpec] = {
             "ticket:take",
             ev.TicketTake,
             "queue.take",
-            "Take a ticket (取号) for a resident who consented; opens the case.",
+            "Take a ticket (取号) for a resident who consented; opens the case. With an "
+            "appointment_id the appointment is checked in and the ticket served first.",
             h_take,
             "Ticket (with position and eta_seconds)",
             (
@@ -738,6 +740,9 @@ EVENTS: dict[str, EventSpec] = {
                 "queue.line_mismatch",
                 "not_found",
                 "forbidden_site",
+                "appointment.line",
+                "appointment.state",
+                "appointment.window",
             ),
         ),
         EventSpec(

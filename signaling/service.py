@@ -30,6 +30,7 @@ from core.errors import AppError, Conflict, Forbidden, Invalid, NotFound
 from core.models import Case, CaseStatus, Resident, Role, ServiceItem, StaffLine, WindowLine
 from core.residents import PRIORITY_AGE, age_of
 from core.settings import Settings
+from scheduler.service import check_in
 from signaling.models import (
     Call,
     CallParticipant,
@@ -407,6 +408,7 @@ async def take_ticket(
     resident_id: int | None,
     consent: bool,
     bundle_code: str | None = None,
+    appointment_id: int | None = None,
     note: str = "",
 ) -> Ticket:
     """Take a number on a line for an item, on behalf of a resident who consented.
@@ -450,6 +452,14 @@ async def take_ticket(
     day = working_day(settings, now)
     seq, number = await _number(session, line, day)
     priority, reason = _priority(resident, day)
+    if appointment_id is not None:
+        appointment = await check_in(
+            session=session,
+            appointment_id=appointment_id,
+            resident_id=resident_id,
+            line_id=_id(line),
+        )
+        priority, reason = 1, "appointment"
     ticket = Ticket(
         line_id=_id(line),
         case_id=_id(case),
@@ -470,6 +480,9 @@ async def take_ticket(
     )
     session.add(ticket)
     await session.flush()
+    if appointment_id is not None:
+        appointment.ticket_id = ticket.id
+        session.add(appointment)
     case_service.add_event(
         session,
         case,

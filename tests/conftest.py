@@ -288,3 +288,21 @@ async def as_user(client: Any) -> AsyncIterator[Callable[..., Coroutine[Any, Any
     yield make
     for s in sessions:
         await s.close()
+
+
+@pytest.fixture
+async def sock(as_user: Any) -> AsyncIterator[Callable[..., Coroutine[Any, Any, Any]]]:
+    """sock("clerk") -> a connected socket.io client of a freshly logged-in user."""
+    from tests.signaling.helpers import Sock
+
+    opened: list[Sock] = []
+
+    async def make(username: str) -> Sock:
+        s = Sock(await as_user(username))
+        await s.connect()
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        await s.close()

@@ -14,6 +14,7 @@ from core.pii import PiiCipher
 from core.settings import Settings
 from core.staff import Passwords
 from outreach.sms import RecordingSmsGateway
+from scheduler import views as scheduler_views
 from signaling.namespace import Signaling
 from web import keys
 from web.http import Api
@@ -25,6 +26,7 @@ UI_DIST = Path(__file__).parent / "ui" / "dist"
 def build_api() -> Api:
     api = Api()
     core_views.register(api)
+    scheduler_views.register(api)
     return api
 
 

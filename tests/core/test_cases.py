@@ -120,3 +120,19 @@ async def test_unknown_item_site_or_resident_is_404(as_user: Any) -> None:
         resp = await worker.post("/api/v1/cases", json=body)
         assert resp.status == 404, body
     assert await (await worker.get("/api/v1/cases")).json() == []
+
+
+async def test_a_case_for_a_resident_elsewhere_is_refused_as_unknown(as_user: Any) -> None:
+    """A forged resident id (someone registered in another town) is answered like a missing one."""
+    stranger = await as_user("worker.t01-c01")
+    theirs = await (
+        await stranger.post("/api/v1/residents", json={"name": "外镇居民", "id_number": aged(60)})
+    ).json()
+    worker = await as_user("worker")
+    point = await site_by_code(worker, "T07-C01")
+    resp = await worker.post(
+        "/api/v1/cases",
+        json={"item_code": "MZ-001", "site_id": point["id"], "resident_id": theirs["id"]},
+    )
+    assert resp.status == 404
+    assert await (await worker.get("/api/v1/cases")).json() == []

@@ -1,0 +1,168 @@
+"""Appointments: book a slot on a line, cancel it, and check in when the resident arrives."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from sqlalchemy import func
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core.access import Principal
+from core.catalog import get_item
+from core.db import utcnow
+from core.errors import AppError, Conflict, Invalid, NotFound
+from core.models import Resident, WindowLine
+from core.residents import require_visible
+from core.settings import Settings
+from scheduler.models import Appointment, AppointmentStatus
+
+# A resident may check in this early for an appointment (and until the slot ends).
+CHECK_IN_EARLY = dt.timedelta(minutes=30)
+
+
+class AppointmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    resident_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    line_id: int = Field(ge=1, le=2**31 - 1)
+    item_code: str = Field(min_length=1, max_length=32)
+    starts_at: AwareDatetime
+
+
+class AppointmentRead(BaseModel):
+    id: int
+    resident_id: int
+    line_id: int
+    item_id: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    status: AppointmentStatus
+    ticket_id: int | None
+
+
+def read(a: Appointment) -> AppointmentRead:
+    assert a.id is not None
+    return AppointmentRead(
+        id=a.id,
+        resident_id=a.resident_id,
+        line_id=a.line_id,
+        item_id=a.item_id,
+        starts_at=a.starts_at,
+        ends_at=a.ends_at,
+        status=AppointmentStatus(a.status),
+        ticket_id=a.ticket_id,
+    )
+
+
+async def book(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    appointment_in: AppointmentCreate,
+) -> Appointment:
+    resident_id = principal.resident_id if principal.is_resident else appointment_in.resident_id
+    if resident_id is None:
+        raise Invalid(details=[{"loc": ["resident_id"], "msg": "required"}])
+    resident = await session.get(Resident, resident_id)
+    if resident is None:
+        raise NotFound(f"居民 {resident_id}", f"Resident {resident_id}")
+    await require_visible(session, principal, resident)
+    line = await session.get(WindowLine, appointment_in.line_id)
+    if line is None or not line.active:
+        raise NotFound(f"窗口 {appointment_in.line_id}", f"Window line {appointment_in.line_id}")
+    item = await get_item(session=session, code=appointment_in.item_code)
+    if item.department != line.department:
+        raise Invalid("queue.line_mismatch", line=line.name, item=item.name)
+    starts = appointment_in.starts_at.astimezone(dt.UTC)
+    if starts <= utcnow():
+        raise Invalid("appointment.past")
+    slot = dt.timedelta(minutes=settings.appointment_slot_minutes)
+    taken = (
+        await session.exec(
+            select(func.count())
+            .select_from(Appointment)
+            .where(
+                Appointment.line_id == line.id,
+                Appointment.starts_at == starts,
+                Appointment.status != AppointmentStatus.cancelled,
+            )
+        )
+    ).one()
+    if taken >= settings.appointment_slot_capacity:
+        raise Conflict("appointment.full")
+    appointment = Appointment(
+        resident_id=resident_id,
+        line_id=line.id or 0,
+        item_id=item.id or 0,
+        starts_at=starts,
+        ends_at=starts + slot,
+        status=AppointmentStatus.booked,
+        booked_by=principal.staff_fk,
+    )
+    session.add(appointment)
+    await session.flush()
+    return appointment
+
+
+async def get(*, session: AsyncSession, principal: Principal, appointment_id: int) -> Appointment:
+    a = await session.get(Appointment, appointment_id)
+    if a is None:
+        raise NotFound(f"预约 {appointment_id}", f"Appointment {appointment_id}")
+    resident = await session.get(Resident, a.resident_id)
+    assert resident is not None
+    try:
+        await require_visible(session, principal, resident)
+    except NotFound:
+        raise NotFound(f"预约 {appointment_id}", f"Appointment {appointment_id}") from None
+    return a
+
+
+async def cancel(
+    *, session: AsyncSession, principal: Principal, appointment_id: int
+) -> Appointment:
+    a = await get(session=session, principal=principal, appointment_id=appointment_id)
+    if a.status != AppointmentStatus.booked:
+        raise Conflict("appointment.state", status=a.status)
+    a.status = AppointmentStatus.cancelled
+    session.add(a)
+    return a
+
+
+async def list_for(
+    *, session: AsyncSession, principal: Principal, resident_id: int
+) -> list[Appointment]:
+    resident = await session.get(Resident, resident_id)
+    if resident is None:
+        raise NotFound(f"居民 {resident_id}", f"Resident {resident_id}")
+    await require_visible(session, principal, resident)
+    q = (
+        select(Appointment)
+        .where(Appointment.resident_id == resident_id)
+        .order_by(col(Appointment.starts_at))
+    )
+    return list((await session.exec(q)).all())
+
+
+async def check_in(
+    *, session: AsyncSession, appointment_id: int, resident_id: int | None, line_id: int
+) -> Appointment:
+    """Mark an appointment as arrived; its ticket is served first. Errors say why not."""
+    a = (
+        await session.exec(
+            select(Appointment).where(Appointment.id == appointment_id).with_for_update()
+        )
+    ).first()
+    if a is None or a.resident_id != resident_id:
+        raise NotFound(f"预约 {appointment_id}", f"Appointment {appointment_id}")
+    if a.line_id != line_id:
+        raise Invalid("appointment.line")
+    if a.status != AppointmentStatus.booked:
+        raise Conflict("appointment.state", status=a.status)
+    now = utcnow()
+    if not (a.starts_at - CHECK_IN_EARLY <= now <= a.ends_at):
+        raise AppError("appointment.window", starts=a.starts_at.isoformat(timespec="minutes"))
+    a.status = AppointmentStatus.checked_in
+    session.add(a)
+    return a
