@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -134,6 +135,8 @@ class Signaling:
             else MemoryRegistry()
         )
         self.conns: dict[str, Conn] = {}
+        # staff id -> their sockets on this node (clerks and experts: presence rows are per node)
+        self.presence_sockets: Counter[int] = Counter()
         # line -> change counter as last pushed from this node
         self.pushed_versions: dict[int, int] = {}
         # ticket -> (position, eta) as last pushed from this node
@@ -225,6 +228,8 @@ class Signaling:
                 await session.commit()
         rate = self.settings.socket_events_per_second
         self.conns[sid] = Conn(principal, Bucket(rate, self.settings.socket_event_burst))
+        if principal.role in ROLES_WITH_PRESENCE:
+            self.presence_sockets[principal.staff_id] += 1
         await self.sio.enter_room(sid, svc.room_staff(principal.staff_id))
         for skill in principal.skills if principal.role == Role.expert else ():
             await self.sio.enter_room(sid, svc.room_skill(skill))
@@ -239,6 +244,15 @@ class Signaling:
         conn = self.conns.pop(sid, None)
         if conn is None:
             return
+        me = conn.principal
+        gone = False
+        if me.role in ROLES_WITH_PRESENCE:
+            self.presence_sockets[me.staff_id] -= 1
+            gone = self.presence_sockets[me.staff_id] <= 0
+            if gone:
+                del self.presence_sockets[me.staff_id]
+        if not conn.calls and not gone:
+            return  # nothing to record: no database work for an idle socket going away
         outbox = svc.Outbox()
         async with self.db.session() as session:
             for call_id, pid in conn.calls.items():
@@ -249,11 +263,9 @@ class Signaling:
                     pid=pid,
                     generation=conn.generations.get(call_id, 0),
                 )
-            staff_id = conn.principal.staff_id
-            still_here = any(c.principal.staff_id == staff_id for c in self.conns.values())
-            if conn.principal.role in ROLES_WITH_PRESENCE and not still_here:
-                await svc.drop_presence(session=session, staff_id=staff_id, node_id=self.node_id)
-                outbox.lines.update(conn.principal.line_ids)
+            if gone:
+                await svc.drop_presence(session=session, staff_id=me.staff_id, node_id=self.node_id)
+                outbox.lines.update(me.line_ids)
             await session.commit()
         await self.flush(outbox)
 
@@ -357,18 +369,24 @@ class Signaling:
             if self.pushed_versions.get(line_id) == versions[line_id]:
                 continue
             self.pushed_versions[line_id] = versions[line_id]
-            watched = [t for t, ln in ticket_lines.items() if ln == line_id]
+            watched = {t for t, ln in ticket_lines.items() if ln == line_id}
             await self.push_line(line_id, watched)
 
-    async def push_line(self, line_id: int, watched: list[int]) -> None:
+    async def push_line(self, line_id: int, watched: set[int]) -> None:
         async with self.db.session() as session:
-            status, waiting, positions = await svc.line_snapshot(session, self.settings, line_id)
+            status, positions = await svc.line_snapshot(session, self.settings, line_id)
             changed = [
-                t
-                for t in waiting
-                if t.id in watched and self.last_pushed.get(t.id) != positions[t.id]
+                tid
+                for tid in watched
+                if tid in positions and self.last_pushed.get(tid) != positions[tid]
             ]
-            reads = await svc.read_tickets(session, changed, positions)
+            reads = (
+                await svc.read_tickets(
+                    session, await svc.tickets_by_id(session, changed), positions
+                )
+                if changed
+                else []
+            )
         await self.sio.emit(
             "line:status",
             status.model_dump(mode="json"),
@@ -376,16 +394,15 @@ class Signaling:
             ignore_queue=True,
         )
         for read in reads:
-            self.last_pushed[read.id] = (read.position, read.eta_seconds)  # type: ignore[assignment]
+            self.last_pushed[read.id] = positions[read.id]
             await self.sio.emit(
                 "ticket:update",
                 {"ticket": read.model_dump(mode="json")},
                 room=svc.room_ticket(read.id),
                 ignore_queue=True,
             )
-        for tid in watched:
-            if tid not in positions:
-                self.last_pushed.pop(tid, None)
+        for tid in watched - positions.keys():
+            self.last_pushed.pop(tid, None)
 
     async def sweep(self) -> None:
         await self.run(
@@ -394,11 +411,7 @@ class Signaling:
         await self.run(lambda s, o: svc.sweep_dropped(session=s, settings=self.settings, outbox=o))
 
     async def refresh_presence(self) -> None:
-        here = {
-            c.principal.staff_id
-            for c in self.conns.values()
-            if c.principal.role in ROLES_WITH_PRESENCE
-        }
+        here = set(self.presence_sockets)
         if here:
             async with self.db.session() as session:
                 await svc.refresh_presence(session=session, node_id=self.node_id, staff_ids=here)
@@ -430,7 +443,7 @@ async def h_line_watch(sg: Signaling, sid: str, conn: Conn, p: ev.LineWatch) -> 
     out = []
     async with sg.db.session() as session:
         for line_id in p.line_ids:
-            status, _, _ = await svc.line_snapshot(session, sg.settings, line_id)
+            status, _ = await svc.line_snapshot(session, sg.settings, line_id)
             out.append(status.model_dump(mode="json"))
     for line_id in p.line_ids:
         await sg.sio.enter_room(sid, svc.room_line(line_id))
@@ -492,10 +505,8 @@ async def h_call_next(sg: Signaling, sid: str, conn: Conn, p: ev.Empty) -> Any:
     )
     if result is None:
         return {"ticket": None, "call": None}
-    ticket, join = result
+    view, join = result
     await sg.join_rooms(sid, conn, join)
-    async with sg.db.session() as session:
-        view = (await svc.read_tickets(session, [ticket], {}))[0]
     return {"ticket": view.model_dump(mode="json"), "call": join.model_dump(mode="json")}
 
 

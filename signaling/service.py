@@ -177,7 +177,10 @@ def _id(x: Any) -> int:
 
 
 async def read_tickets(
-    session: AsyncSession, tickets: Iterable[Ticket], positions: dict[int, tuple[int, int | None]]
+    session: AsyncSession,
+    tickets: Iterable[Ticket],
+    positions: dict[int, tuple[int, int | None]],
+    case_numbers: dict[int, str] | None = None,
 ) -> list[TicketRead]:
     tickets = list(tickets)
     if not tickets:
@@ -198,13 +201,16 @@ async def read_tickets(
             )
         ).all()
     }
-    case_numbers = dict(
-        (
-            await session.exec(
-                select(Case.id, Case.number).where(col(Case.id).in_({t.case_id for t in tickets}))
-            )
-        ).all()
-    )
+    if case_numbers is None or not {t.case_id for t in tickets} <= case_numbers.keys():
+        case_numbers = dict(
+            (
+                await session.exec(
+                    select(Case.id, Case.number).where(
+                        col(Case.id).in_({t.case_id for t in tickets})
+                    )
+                )
+            ).all()
+        )
     rids = {t.resident_id for t in tickets if t.resident_id}
     residents = (
         {
@@ -253,9 +259,9 @@ def _queue_order() -> tuple[Any, ...]:
     return (col(Ticket.priority).desc(), col(Ticket.waiting_since), col(Ticket.id))
 
 
-async def waiting_on_line(session: AsyncSession, line_id: int) -> list[Ticket]:
-    q = select(Ticket).where(Ticket.line_id == line_id, Ticket.status == TicketStatus.waiting)
-    return list((await session.exec(q.order_by(*_queue_order()))).all())
+async def tickets_by_id(session: AsyncSession, ids: list[int]) -> list[Ticket]:
+    rows = await session.exec(select(Ticket).where(col(Ticket.id).in_(ids)))
+    return list(rows.all())
 
 
 async def waiting_ticket_lines(session: AsyncSession, ticket_ids: list[int]) -> dict[int, int]:
@@ -314,39 +320,49 @@ async def clerks_on_line(
 
 async def line_snapshot(
     session: AsyncSession, settings: Settings, line_id: int, now: dt.datetime | None = None
-) -> tuple[LineStatus, list[Ticket], dict[int, tuple[int, int | None]]]:
-    """The line's status and every waiting ticket's position and estimated wait."""
+) -> tuple[LineStatus, dict[int, tuple[int, int | None]]]:
+    """The line's status and every waiting ticket's position and estimated wait.
+
+    Reads two columns of the waiting tickets, not whole rows: it runs on every change of a
+    busy line, and a long queue must not make each change expensive.
+    """
     now = now or utcnow()
     line = await session.get(WindowLine, line_id)
     if line is None:
         raise NotFound(f"窗口 {line_id}", f"Window line {line_id}")
-    waiting = await waiting_on_line(session, line_id)
+    order = (
+        await session.exec(
+            select(Ticket.id, Ticket.waiting_since)
+            .where(Ticket.line_id == line_id, Ticket.status == TicketStatus.waiting)
+            .order_by(*_queue_order())
+        )
+    ).all()
     avg = await avg_handling_seconds(session, settings, line_id)
     online, available = await clerks_on_line(session, settings, line_id, now)
     serving_clerks = max(online, available)
     positions: dict[int, tuple[int, int | None]] = {}
-    for i, t in enumerate(waiting, start=1):
+    for i, (tid, _since) in enumerate(order, start=1):
         # Each clerk serves one resident at a time: the i-th in line waits about
         # ceil(i / clerks) handling times. With no clerk online the wait is unknown.
         eta = math.ceil(i / serving_clerks) * avg if serving_clerks else None
-        positions[_id(t)] = (i, eta)
-    longest = max(((now - t.waiting_since).total_seconds() for t in waiting), default=0)
+        positions[tid or 0] = (i, eta)
+    longest = max(((now - since).total_seconds() for _tid, since in order), default=0)
     status = LineStatus(
         line_id=line_id,
         line_name=line.name,
-        waiting=len(waiting),
+        waiting=len(order),
         clerks_online=online,
         clerks_available=available,
         avg_handling_seconds=avg,
         longest_wait_seconds=int(longest),
     )
-    return status, waiting, positions
+    return status, positions
 
 
 async def ticket_view(session: AsyncSession, settings: Settings, ticket: Ticket) -> TicketRead:
     positions: dict[int, tuple[int, int | None]] = {}
     if ticket.status == TicketStatus.waiting:
-        _, _, positions = await line_snapshot(session, settings, ticket.line_id)
+        _, positions = await line_snapshot(session, settings, ticket.line_id)
     return (await read_tickets(session, [ticket], positions))[0]
 
 
@@ -569,7 +585,7 @@ async def _active_ticket_of(session: AsyncSession, clerk_id: int) -> Ticket | No
 
 async def call_next(
     *, session: AsyncSession, settings: Settings, principal: Principal, outbox: Outbox
-) -> tuple[Ticket, CallJoin] | None:
+) -> tuple[TicketRead, CallJoin] | None:
     """Give the clerk the highest-priority, longest-waiting ticket of their lines, or None.
 
     Atomic across processes and nodes: on PostgreSQL the row is taken with FOR UPDATE SKIP
@@ -610,8 +626,8 @@ async def call_next(
         actor_id=principal.staff_id,
         data={"ticket": ticket.number, "call": call.id},
     )
-    join = await _add_participant(session, settings, outbox, call, principal, "clerk")
-    read = (await read_tickets(session, [ticket], {}))[0]
+    join = await _add_participant(session, settings, outbox, call, principal, "clerk", present=[])
+    read = (await read_tickets(session, [ticket], {}, {_id(case): case.number}))[0]
     outbox.emit(
         "ticket:called",
         room_ticket(_id(ticket)),
@@ -622,7 +638,7 @@ async def call_next(
         },
     )
     outbox.lines.add(ticket.line_id)
-    return ticket, join
+    return read, join
 
 
 async def _own_active(session: AsyncSession, principal: Principal, ticket_id: int) -> Ticket:
@@ -775,7 +791,7 @@ async def finish(
         actor_id=principal.staff_id,
         data={"outcome": outcome, "reason": reason, "note": note},
     )
-    read = (await read_tickets(session, [t], {}))[0]
+    read = (await read_tickets(session, [t], {}, {_id(case): case.number}))[0]
     outbox.emit("ticket:update", room_ticket(_id(t)), {"ticket": read.model_dump(mode="json")})
     if t.call_id:
         outbox.emit(
@@ -864,8 +880,11 @@ async def _add_participant(
     call: Call,
     principal: Principal,
     role: str,
+    present: list[ParticipantRead] | None = None,
 ) -> CallJoin:
-    present = await participants(session, _id(call))
+    """Add the principal to the call (present: who is in it, when the caller knows already)."""
+    if present is None:
+        present = await participants(session, _id(call))
     me_key = (principal.staff_fk, principal.resident_id)
     if any((p.staff_id, p.resident_id) == me_key for p in present):
         raise Conflict(what="通话参与者", what_en="Participant")
