@@ -7,7 +7,7 @@ import secrets
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import or_
+from sqlalchemy import or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -83,6 +83,35 @@ def add_event(
     )
     session.add(ev)
     return ev
+
+
+async def update_status(
+    session: AsyncSession,
+    case_id: int,
+    status: CaseStatus,
+    *,
+    previous: str,
+    actor_id: int | None,
+    data: dict[str, Any] | None = None,
+    note: str | None = None,
+) -> None:
+    """set_status without loading the case: one UPDATE (the queue's hot path uses it)."""
+    now = utcnow()
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    if status in CLOSED:
+        values["closed_at"] = now
+    if note:
+        values["note"] = note[:1000]
+    await session.exec(update(Case).where(col(Case.id) == case_id).values(**values))  # type: ignore[call-overload]
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            kind=f"status.{status}",
+            actor_id=actor_id,
+            at=now,
+            data={"from": previous, **(data or {})},
+        )
+    )
 
 
 def set_status(

@@ -74,6 +74,12 @@ class Ticket(SQLModel, table=True):
     priority: int = Field(default=0)
     priority_reason: str = Field(default="", max_length=32)
     channel: str = Field(default="assisted", max_length=16)
+    # What the holder sees, as it was when the ticket was taken (or transferred): kept on the
+    # row so pushing a ticket to its holder reads one table.
+    item_code: str = Field(default="", max_length=32)
+    item_name: str = Field(default="", max_length=100)
+    line_name: str = Field(default="", max_length=100)
+    case_number: str = Field(default="", max_length=32)
     item_id: int = Field(foreign_key="service_item.id")
     resident_id: int | None = Field(default=None, foreign_key="resident.id")
     point_site_id: int = Field(foreign_key="site.id")

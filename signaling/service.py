@@ -180,49 +180,15 @@ async def read_tickets(
     session: AsyncSession,
     tickets: Iterable[Ticket],
     positions: dict[int, tuple[int, int | None]],
-    case_numbers: dict[int, str] | None = None,
 ) -> list[TicketRead]:
     tickets = list(tickets)
-    if not tickets:
-        return []
-    items = {
-        i.id: i
-        for i in (
-            await session.exec(
-                select(ServiceItem).where(col(ServiceItem.id).in_({t.item_id for t in tickets}))
-            )
-        ).all()
-    }
-    lines = {
-        ln.id: ln
-        for ln in (
-            await session.exec(
-                select(WindowLine).where(col(WindowLine.id).in_({t.line_id for t in tickets}))
-            )
-        ).all()
-    }
-    if case_numbers is None or not {t.case_id for t in tickets} <= case_numbers.keys():
-        case_numbers = dict(
-            (
-                await session.exec(
-                    select(Case.id, Case.number).where(
-                        col(Case.id).in_({t.case_id for t in tickets})
-                    )
-                )
-            ).all()
-        )
     rids = {t.resident_id for t in tickets if t.resident_id}
-    residents = (
-        {
-            r.id: r
-            for r in (await session.exec(select(Resident).where(col(Resident.id).in_(rids)))).all()
-        }
-        if rids
-        else {}
-    )
+    residents: dict[int | None, Resident] = {}
+    if rids:
+        rows = await session.exec(select(Resident).where(col(Resident.id).in_(rids)))
+        residents = {r.id: r for r in rows.all()}
     out = []
     for t in tickets:
-        item, line = items[t.item_id], lines[t.line_id]
         resident = residents.get(t.resident_id) if t.resident_id else None
         pos = positions.get(_id(t))
         out.append(
@@ -230,15 +196,15 @@ async def read_tickets(
                 id=_id(t),
                 number=t.number,
                 line_id=t.line_id,
-                line_name=line.name,
+                line_name=t.line_name,
                 status=TicketStatus(t.status),
                 priority=t.priority,
                 priority_reason=t.priority_reason,
                 channel=t.channel,
-                item_code=item.code,
-                item_name=item.name,
+                item_code=t.item_code,
+                item_name=t.item_name,
                 case_id=t.case_id,
-                case_number=case_numbers.get(t.case_id, ""),
+                case_number=t.case_number,
                 resident_name=resident.name if resident else None,
                 resident_id_masked=resident.id_masked if resident else None,
                 point_site_id=t.point_site_id,
@@ -486,6 +452,10 @@ async def take_ticket(
         priority=priority,
         priority_reason=reason,
         channel="self" if principal.is_resident else "assisted",
+        item_code=item.code,
+        item_name=item.name,
+        line_name=line.name,
+        case_number=case.number,
         item_id=_id(item),
         resident_id=resident_id,
         point_site_id=site_id,
@@ -618,16 +588,16 @@ async def call_next(
     ticket.called_by = principal.staff_id
     ticket.call_id = _id(call)
     session.add(ticket)
-    case = await case_service.get(session=session, case_id=ticket.case_id)
-    case_service.set_status(
+    await case_service.update_status(
         session,
-        case,
+        ticket.case_id,
         CaseStatus.in_service,
+        previous=CaseStatus.open,  # a waiting ticket's case is open
         actor_id=principal.staff_id,
         data={"ticket": ticket.number, "call": call.id},
     )
     join = await _add_participant(session, settings, outbox, call, principal, "clerk", present=[])
-    read = (await read_tickets(session, [ticket], {}, {_id(case): case.number}))[0]
+    read = (await read_tickets(session, [ticket], {}))[0]
     outbox.emit(
         "ticket:called",
         room_ticket(_id(ticket)),
@@ -732,6 +702,7 @@ async def transfer(
     day = working_day(settings, utcnow())
     seq, number = await _number(session, target, day)
     t.line_id, t.day, t.seq, t.number = _id(target), day, seq, number
+    t.line_name = target.name
     t.status = TicketStatus.waiting
     t.called_at = t.called_by = t.answered_at = None
     call_id, t.call_id = t.call_id, None
@@ -781,17 +752,16 @@ async def finish(
     t.outcome = outcome
     t.finished_at = now
     session.add(t)
-    case = await case_service.get(session=session, case_id=t.case_id)
-    if note:
-        case.note = note[:1000]
-    case_service.set_status(
+    await case_service.update_status(
         session,
-        case,
+        t.case_id,
         OUTCOME_STATUS[outcome],
+        previous=CaseStatus.in_service,  # an active ticket's case is in service
         actor_id=principal.staff_id,
         data={"outcome": outcome, "reason": reason, "note": note},
+        note=note or None,
     )
-    read = (await read_tickets(session, [t], {}, {_id(case): case.number}))[0]
+    read = (await read_tickets(session, [t], {}))[0]
     outbox.emit("ticket:update", room_ticket(_id(t)), {"ticket": read.model_dump(mode="json")})
     if t.call_id:
         outbox.emit(
