@@ -12,6 +12,7 @@ from core import audit, cases, catalog, resident_auth, residents, sites, staff
 from core.access import Principal
 from core.errors import Forbidden
 from core.models import AuditEntry, CaseStatus, ResidentSession, Role, SiteKind, StaffSession
+from core.settings import Settings
 from web import keys
 from web.http import Api, Ctx, json_response
 
@@ -147,26 +148,39 @@ async def login(ctx: Ctx) -> web.Response:
     )
     await ctx.session.commit()
     response = json_response(_me(result.principal, result.csrf_token))
-    response.set_cookie(
+    _session_cookies(
+        response,
+        s,
         s.session_cookie_name,
         result.token,
-        max_age=s.session_max_age_seconds,
+        result.csrf_token,
+        s.session_max_age_seconds,
+    )
+    return response
+
+
+def _session_cookies(
+    response: web.Response, s: Settings, name: str, token: str, csrf: str, max_age: int
+) -> None:
+    """The HttpOnly session cookie, and the CSRF token the page echoes in X-CSRF-Token."""
+    response.set_cookie(
+        name,
+        token,
+        max_age=max_age,
         path="/",
         httponly=True,
         samesite="Lax",
         secure=s.cookie_secure,
     )
-    # Readable by the page's script, which echoes it in X-CSRF-Token (double submit).
     response.set_cookie(
         "cw_csrf",
-        result.csrf_token,
-        max_age=s.session_max_age_seconds,
+        csrf,
+        max_age=max_age,
         path="/",
         httponly=False,
         samesite="Strict",
         secure=s.cookie_secure,
     )
-    return response
 
 
 async def logout(ctx: Ctx) -> web.Response:
@@ -214,24 +228,7 @@ async def resident_login(ctx: Ctx) -> web.Response:
     await ctx.session.commit()
     response = json_response(me_)
     max_age = int(resident_auth.SESSION_TTL.total_seconds())
-    response.set_cookie(
-        resident_auth.RESIDENT_COOKIE,
-        token,
-        max_age=max_age,
-        path="/",
-        httponly=True,
-        samesite="Lax",
-        secure=s.cookie_secure,
-    )
-    response.set_cookie(
-        "cw_csrf",
-        me_.csrf_token,
-        max_age=max_age,
-        path="/",
-        httponly=False,
-        samesite="Strict",
-        secure=s.cookie_secure,
-    )
+    _session_cookies(response, s, resident_auth.RESIDENT_COOKIE, token, me_.csrf_token, max_age)
     return response
 
 
