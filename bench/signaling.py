@@ -28,7 +28,6 @@ import resource
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -40,8 +39,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (str(REPO), str(REPO / "bench")):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from procstat import CLK_TCK, cpu_s, free_port, rss_kb  # noqa: E402
 
 PG_ADMIN_URL = (
     os.environ.get("CW_BENCH_POSTGRES_URL")
@@ -93,33 +95,6 @@ def raise_nofile(want: int = 65_536) -> int:
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
-
-
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (all its threads), from /proc."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except FileNotFoundError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def machine_busy_s() -> float:
@@ -708,7 +683,7 @@ class ClientProc:
         return {"connected": len(self.clerks)}
 
     async def op_call_next(self, start_at: float) -> dict[str, Any]:
-        """Every clerk: call next -> finish (completed), until the queue is empty."""
+        """Every clerk: call next -> finish (returned with a reason), until the queue is empty."""
         await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
         t0 = time.perf_counter()
         calls: list[float] = []
@@ -730,7 +705,8 @@ class ClientProc:
                 ids.append(ticket["id"])
                 t = time.perf_counter()
                 ack = await client.call(
-                    "ticket:finish", {"ticket_id": ticket["id"], "outcome": "completed"}
+                    "ticket:finish",
+                    {"ticket_id": ticket["id"], "outcome": "returned", "reason": "bench"},
                 )
                 finishes.append(time.perf_counter() - t)
                 if not ack.get("ok"):

@@ -43,6 +43,12 @@ POLICY: dict[str, frozenset[Role]] = {
     "presence.set": frozenset({R.clerk, R.expert}),
     "expert.accept": frozenset({R.expert}),
     "call.participate": frozenset({R.community_worker, R.resident, R.clerk, R.expert, R.admin}),
+    # materials (who may see one is decided per case: participants and its line's supervisors)
+    "material.upload": frozenset({R.community_worker, R.resident, R.clerk, R.admin}),
+    "material.review": frozenset({R.clerk}),
+    "material.view": frozenset(
+        {R.community_worker, R.resident, R.clerk, R.expert, R.supervisor, R.admin}
+    ),
 }
 
 

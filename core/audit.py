@@ -23,13 +23,17 @@ def record(
     ip: str = "",
 ) -> AuditEntry:
     """Add an entry to the session; it is committed with the change it records."""
+    detail = dict(detail or {})
+    if actor is not None and actor.is_resident:
+        # A resident on their own device is not staff: name them in the detail instead.
+        detail.setdefault("resident_id", actor.resident_id)
     entry = AuditEntry(
-        actor_id=actor.staff_id if actor else None,
+        actor_id=actor.staff_fk if actor else None,
         actor_role=str(actor.role) if actor else "",
         action=action,
         target_type=target_type,
         target_id=str(target_id),
-        detail=detail or {},
+        detail=detail,
         request_id=request_id,
         ip=ip,
     )

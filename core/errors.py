@@ -105,6 +105,80 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "invite.skill": ("您不具备技能 {skill}", "You do not have the skill {skill}"),
     "socket.unknown_event": ("未知事件 {event}", "Unknown event {event}"),
+    "case.closed": (
+        "办件已办结，不能再修改材料",
+        "The case is closed; its materials cannot change",
+    ),
+    "case.materials_incomplete": (
+        "以下必需材料尚未收齐或未通过审核：{names}",
+        "These required materials are missing or not yet accepted: {names}",
+    ),
+    "material.spec": ("该材料不属于本办件事项", "This material is not on the case's checklist"),
+    "material.type": (
+        "“{name}”只接受 {accepted}，收到的文件是 {found}",
+        "“{name}” accepts {accepted} only; this file is {found}",
+    ),
+    "material.reviewed": (
+        "该材料已审核（{status}），不能再次审核",
+        "This material was already reviewed ({status})",
+    ),
+    "material.reason_required": ("退回材料须填写原因", "A reason is required to reject a material"),
+    "material.consent": (
+        "复用以往材料须先征得居民同意",
+        "Reusing an earlier document needs the resident's consent",
+    ),
+    "material.not_reusable": (
+        "该材料不能复用（须为同一居民已审核通过且未过期的同类材料）",
+        "This document cannot be reused (it must be the same resident's accepted, unexpired "
+        "document of the same kind)",
+    ),
+    "upload.too_large": (
+        "文件过大：{size} 字节，上限 {limit} 字节",
+        "The file is too large: {size} bytes, limit {limit} bytes",
+    ),
+    "upload.empty": ("文件为空", "The file is empty"),
+    "upload.use_multipart": (
+        "超过 {limit} 字节的文件请分片上传",
+        "Files over {limit} bytes must be sent as a multipart upload",
+    ),
+    "upload.type_not_allowed": (
+        "不接受该类型的文件（{found}）：请上传 JPEG、PNG、HEIC 照片或 PDF",
+        "This kind of file is not accepted ({found}): upload a JPEG, PNG or HEIC photo, or a PDF",
+    ),
+    "upload.type_mismatch": (
+        "文件内容是 {found}，与声明的 {declared} 不符",
+        "The file's content is {found}, not the declared {declared}",
+    ),
+    "upload.image_too_large": (
+        "照片像素过多（{pixels}，上限 {limit}）",
+        "The photo has too many pixels ({pixels}; limit {limit})",
+    ),
+    "upload.image_unreadable": ("照片已损坏，无法读取", "The photo is damaged and cannot be read"),
+    "upload.not_received": (
+        "尚未收到文件，请先上传再确认",
+        "No file has arrived yet; upload it before confirming",
+    ),
+    "upload.incomplete": (
+        "分片不完整：缺少第 {missing} 片",
+        "The multipart upload is incomplete: part(s) {missing} missing",
+    ),
+    "upload.state": ("该上传已{state_zh}", "This upload is already {state}"),
+    "upload.expired": ("上传时限已过，请重新上传", "This upload has expired; start again"),
+    "upload.not_multipart": ("该上传不是分片上传", "This is not a multipart upload"),
+    "upload.part_number": (
+        "分片序号须在 1 到 {parts} 之间",
+        "Part numbers run from 1 to {parts}",
+    ),
+    "storage.bad_signature": (
+        "链接无效（签名不符）",
+        "The link is invalid (its signature does not match)",
+    ),
+    "storage.link_expired": ("链接已过期，请重新获取", "The link has expired; ask for a new one"),
+    "storage.bad_key": ("链接无效", "The link is invalid"),
+    "storage.unavailable": (
+        "文件存储暂时不可用，请稍后重试",
+        "File storage is unavailable for a moment; try again shortly",
+    ),
     "internal": ("服务器内部错误，请稍后再试", "Internal server error; please try again later"),
     "not_ready": ("服务尚未就绪", "Service not ready"),
 }

@@ -135,6 +135,93 @@ class Settings(BaseModel):
         description="How often each node checks for unanswered tickets and dropped calls.",
     )
 
+    # -- materials and object storage
+    storage_backend: str = Field(
+        "local",
+        pattern="^(local|s3)$",
+        description="Where uploaded documents live: local (a directory) or s3 (any S3 API).",
+    )
+    storage_dir: Path | None = Field(
+        None, description="Directory of the local object store. Empty: <data_dir>/objects."
+    )
+    s3_endpoint_url: str = Field(
+        "", description="S3 API endpoint the server uses (http://127.0.0.1:8333). Empty: AWS."
+    )
+    s3_public_endpoint_url: str = Field(
+        "",
+        description=(
+            "S3 endpoint as browsers reach it, used in presigned links when it differs from "
+            "s3_endpoint_url (e.g. behind a reverse proxy). Empty: s3_endpoint_url."
+        ),
+    )
+    s3_region: str = Field("us-east-1", description="S3 region used for SigV4 signing.")
+    s3_bucket: str = Field(
+        "cloudwindow",
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket holding the documents (created at start-up if missing).",
+    )
+    s3_access_key_id: str = Field("", description="S3 access key id.")
+    s3_secret_access_key: str = Field("", description="S3 secret access key.")
+    s3_path_style: bool = Field(
+        True,
+        description="Path-style addressing (endpoint/bucket/key); false: virtual-hosted style.",
+    )
+    s3_max_threads: int = Field(
+        8,
+        ge=1,
+        le=64,
+        description="Threads running boto3 calls (they never run on the event loop).",
+    )
+    upload_max_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1024,
+        description="Largest document uploaded in one request; larger files use multipart upload.",
+    )
+    upload_multipart_max_bytes: int = Field(
+        500 * 1024 * 1024,
+        ge=1024,
+        description="Largest file accepted through multipart upload (multi-page PDFs, recordings).",
+    )
+    upload_part_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=5 * 1024 * 1024,
+        description="Size of each multipart upload part except the last (S3 minimum 5 MiB).",
+    )
+    upload_url_seconds: int = Field(
+        300, ge=30, le=300, description="Lifetime of a presigned upload URL (5 minutes at most)."
+    )
+    upload_slot_seconds: int = Field(
+        24 * 3600,
+        ge=300,
+        description=(
+            "An upload slot not confirmed within this time is abandoned; the sweep deletes its "
+            "bytes and aborts its multipart upload."
+        ),
+    )
+    download_url_seconds: int = Field(
+        120, ge=10, le=300, description="Lifetime of a link to view a document (5 minutes at most)."
+    )
+    image_max_pixels: int = Field(
+        60_000_000,
+        ge=1_000_000,
+        description="Largest photo accepted, in pixels (guards against decompression bombs).",
+    )
+    thumbnail_pixels: int = Field(
+        320, ge=64, le=1024, description="Longest side of the checklist thumbnail of a photo."
+    )
+    material_sweep_interval_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description=(
+            "How often a node deletes expired documents and objects left by abandoned uploads."
+        ),
+    )
+    orphan_grace_seconds: int = Field(
+        3600,
+        ge=60,
+        description="Objects younger than this are never treated as orphans (uploads in flight).",
+    )
+
     # -- secrets and identity
     secret_key: str = Field(
         "",
@@ -205,6 +292,10 @@ class Settings(BaseModel):
         return frozenset(
             o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
         )
+
+    @property
+    def objects_dir(self) -> Path:
+        return self.storage_dir if self.storage_dir is not None else self.data_dir / "objects"
 
     def load_secret_key(self) -> bytes:
         """The master secret; creates <data_dir>/secret.key (mode 0600) the first time if unset."""

@@ -929,4 +929,16 @@ SERVER_EVENTS: dict[str, tuple[str, str]] = {
         "{invite_id, call_id, skill, item_name, invited_by, expires_at}",
     ),
     "expert:invite_closed": ("experts with the skill", "{invite_id, accepted_by}"),
+    "material:uploaded": (
+        "the case's live call",
+        "{call_id, case_id, material: Material} — a document arrived (upload, reuse, snapshot)",
+    ),
+    "material:reviewed": (
+        "the case's live call",
+        "{call_id, case_id, material: Material} — accepted, or rejected with its reason",
+    ),
+    "material:requested": (
+        "the case's live call",
+        "{call_id, case_id, spec_id, name, note} — the clerk asks the point for a document",
+    ),
 }

@@ -44,6 +44,7 @@ from signaling.models import (
     Ticket,
     TicketStatus,
 )
+from uploads import checklist
 
 ACTIVE_TICKET = (TicketStatus.called, TicketStatus.serving)
 OPEN_TICKET = (TicketStatus.waiting, TicketStatus.called, TicketStatus.serving)
@@ -747,6 +748,11 @@ async def finish(
         raise Invalid("ticket.reason_required")
     if outcome is Outcome.transferred:
         raise Invalid("validation", details=[{"loc": ["outcome"], "msg": "use ticket:transfer"}])
+    if outcome in (Outcome.completed, Outcome.accepted):
+        # Completing (or accepting for approval) needs every required material accepted.
+        case = await session.get(Case, t.case_id)
+        assert case is not None
+        await checklist.require_complete(session, case)
     now = utcnow()
     t.status = TicketStatus.done
     t.outcome = outcome

@@ -202,6 +202,20 @@ def redis_url() -> str:
     return REDIS_URL
 
 
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One SeaweedFS server for the session; each test that uses it gets its own bucket."""
+    from tests import s3server
+
+    try:
+        server = s3server.start(tmp_path_factory.mktemp("seaweedfs"))
+    except RuntimeError as e:
+        require_service(False, f"SeaweedFS S3 server did not start: {e}")
+        raise
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def pg_demo_url(templates: Templates) -> Iterator[str]:
     """A fresh PostgreSQL database with the demo district (for multi-process tests)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,10 +17,14 @@ from core.staff import Passwords
 from outreach.sms import RecordingSmsGateway
 from scheduler import views as scheduler_views
 from signaling.namespace import Signaling
+from uploads import views as upload_views
+from uploads.service import Materials
+from uploads.storage import build_store
 from web import keys
 from web.http import Api
 from web.observability import Metrics, healthz, metrics_view, observe, readyz
 
+log = logging.getLogger("cloudwindow.app")
 UI_DIST = Path(__file__).parent / "ui" / "dist"
 
 
@@ -27,6 +32,7 @@ def build_api() -> Api:
     api = Api()
     core_views.register(api)
     scheduler_views.register(api)
+    upload_views.register(api)
     return api
 
 
@@ -51,10 +57,12 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_secrets)
     app.cleanup_ctx.append(_signaling)
+    app.cleanup_ctx.append(_materials)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
     app[keys.API].install(app)
+    upload_views.install_object_routes(app)
     _install_ui(app)
     return app
 
@@ -68,6 +76,38 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
     await app[keys.SIGNALING].start()
     yield
     await app[keys.SIGNALING].stop()
+
+
+async def _materials(app: web.Application) -> AsyncIterator[None]:
+    """The object store (after the secrets: local links are signed), and its sweep."""
+    s = app[keys.SETTINGS]
+    store = build_store(s, await asyncio.to_thread(s.load_secret_key))
+    await store.start()
+    materials = Materials(s, store, app[keys.DB])
+    sio = app[keys.SIGNALING].sio
+
+    async def notify(event: str, room: str, data: dict[str, object]) -> None:
+        await sio.emit(event, data, room=room)
+
+    materials.notify = notify
+    app[keys.MATERIALS] = materials
+    await materials.apply_retention_rules()
+    sweeper = asyncio.create_task(_sweep_forever(materials, s.material_sweep_interval_seconds))
+    yield
+    sweeper.cancel()
+    await asyncio.gather(sweeper, return_exceptions=True)
+    await store.close()
+
+
+async def _sweep_forever(materials: Materials, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            report = await materials.sweep()
+            if report.expired or report.abandoned or report.orphans or report.errors:
+                log.info("materials sweep: %s", report)
+        except Exception:
+            log.exception("materials sweep failed")
 
 
 async def _secrets(app: web.Application) -> AsyncIterator[None]:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from core.staff import Passwords
     from outreach.sms import SmsGateway
     from signaling.namespace import Signaling
+    from uploads.service import Materials
     from web.http import Api
     from web.observability import Metrics
 
@@ -25,6 +26,7 @@ METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 API: web.AppKey[Api] = web.AppKey("api")
 SIGNALING: web.AppKey[Signaling] = web.AppKey("signaling")
 SMS: web.AppKey[SmsGateway] = web.AppKey("sms")
+MATERIALS: web.AppKey[Materials] = web.AppKey("materials")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

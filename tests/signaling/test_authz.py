@@ -120,7 +120,9 @@ async def test_a_clerk_cannot_touch_a_ticket_another_clerk_called(sock: Any) -> 
     assert worker.heard["ticket:called"] and all(
         "recall" not in d for d in worker.heard["ticket:called"]
     )
-    done = await clerk.ok("ticket:finish", {"ticket_id": ticket["id"], "outcome": "completed"})
+    done = await clerk.ok(
+        "ticket:finish", {"ticket_id": ticket["id"], "outcome": "returned", "reason": "演示"}
+    )
     assert done["status"] == "done"
 
 

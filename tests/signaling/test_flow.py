@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.signaling.helpers import gaoqiao_setup, new_resident, take_payload
+from tests.uploads.helpers import complete_materials
 
 
 async def test_take_call_answer_signal_finish(sock: Any) -> None:
@@ -78,6 +79,12 @@ async def test_take_call_answer_signal_finish(sock: Any) -> None:
         {"call_id": call["call_id"], "rtt_ms": 12.5, "fps": 15, "packet_loss_pct": 0.5},
     )
 
+    # The point uploads the required documents during the call; the clerk sees each arrive.
+    accepted = await complete_materials(worker.user, clerk.user, ticket["case_id"])
+    arrived = {d["material"]["id"] for d in clerk.heard["material:uploaded"]}
+    assert arrived == {m["id"] for m in accepted} and len(arrived) == 3
+    reviewed = await worker.wait("material:reviewed", lambda d: d["material"]["id"] in arrived)
+    assert reviewed["call_id"] == call["call_id"]
     done = await clerk.ok(
         "ticket:finish",
         {"ticket_id": ticket["id"], "outcome": "completed", "note": "材料齐全，当场办结"},
@@ -99,6 +106,8 @@ async def test_take_call_answer_signal_finish(sock: Any) -> None:
         "ticket.taken",
         "status.in_service",
         "call.answered",
+        "material.upload",
+        "material.accepted",
         "status.completed",
         "call.ended",
     ):

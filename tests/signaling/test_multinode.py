@@ -18,6 +18,7 @@ from tests.conftest import User
 from tests.signaling.helpers import Sock, gaoqiao_setup, new_resident, take_payload
 from tests.signaling.nodes import Node, cluster_env
 from tests.signaling.test_media import Peer
+from tests.uploads.helpers import complete_materials
 
 CLERKS = 50
 TICKETS = 1000
@@ -74,6 +75,9 @@ async def test_call_between_peers_on_different_nodes(cluster: tuple[Node, Node])
         await point.take_answer()
         frames = await asyncio.gather(point.frames(), desk.frames())
         assert frames == [10, 10]
+        # Documents uploaded on node A reach the clerk's checklist on node B.
+        await complete_materials(worker.user, clerk.user, ticket["case_id"])
+        assert len(clerk.heard["material:uploaded"]) == 3
         await clerk.ok("ticket:finish", {"ticket_id": ticket["id"], "outcome": "completed"})
         assert (await worker.wait("case:finished"))["outcome"] == "completed"
     finally:
@@ -169,7 +173,8 @@ async def test_fifty_clerks_on_two_nodes_never_share_or_lose_a_ticket(
                     return
                 mine.append(data["ticket"]["id"])
                 await sock.ok(
-                    "ticket:finish", {"ticket_id": data["ticket"]["id"], "outcome": "completed"}
+                    "ticket:finish",
+                    {"ticket_id": data["ticket"]["id"], "outcome": "returned", "reason": "压测"},
                 )
 
         await asyncio.wait_for(asyncio.gather(*(serve(s) for s in socks)), 240)

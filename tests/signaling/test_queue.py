@@ -19,6 +19,7 @@ from signaling import service as svc
 from signaling.models import Ticket
 from tests.conftest import DEMO_PASSWORD, User
 from tests.signaling.helpers import Sock, gaoqiao_setup, new_resident, take_payload
+from tests.uploads.helpers import complete_materials
 from web import keys
 from web.app import create_app
 
@@ -192,7 +193,7 @@ async def test_priority_residents_first_then_first_come_first_served(sock: Any) 
     order = [c["id"]]
     for _ in range(4):
         await clerk.ok(
-            "ticket:finish", {"ticket_id": order[-1], "outcome": "completed", "note": ""}
+            "ticket:finish", {"ticket_id": order[-1], "outcome": "returned", "reason": "测试"}
         )
         order.append((await clerk.ok("queue:call_next"))["ticket"]["id"])
     assert order == [c["id"], d["id"], a["id"], b["id"], e["id"]]
@@ -306,7 +307,9 @@ async def test_call_next_empty_busy_and_other_lines(sock: Any) -> None:
     # Still busy once the point answers; free again after finishing.
     await worker.ok("ticket:answer", {"ticket_id": first["id"]})
     assert (await clerk.err("queue:call_next"))["code"] == "queue.busy"
-    await clerk.ok("ticket:finish", {"ticket_id": first["id"], "outcome": "completed"})
+    await clerk.ok(
+        "ticket:finish", {"ticket_id": first["id"], "outcome": "returned", "reason": "测试"}
+    )
     assert (await clerk.ok("queue:call_next"))["ticket"]["id"] == second["id"]
 
 
@@ -428,6 +431,14 @@ async def test_finish_returned_needs_a_reason_accepted_closes_the_case(sock: Any
         assert err["code"] == "ticket.reason_required"
     case = await get_case(clerk.user, ticket["case_id"])
     assert case["status"] == "in_service"
+
+    # Accepting for approval needs every required material accepted; the error names them.
+    err = await clerk.err("ticket:finish", {"ticket_id": ticket["id"], "outcome": "accepted"})
+    assert err["code"] == "case.materials_incomplete"
+    assert "申请人身份证" in err["message"] and "户口簿" in err["message"]
+    assert {d["state"] for d in err["details"]} == {"missing"}
+    assert (await get_case(clerk.user, ticket["case_id"]))["status"] == "in_service"
+    await complete_materials(worker.user, clerk.user, ticket["case_id"])
 
     done = await clerk.ok("ticket:finish", {"ticket_id": ticket["id"], "outcome": "accepted"})
     assert done == {"ticket_id": ticket["id"], "status": "done", "outcome": "accepted"}

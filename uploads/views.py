@@ -1,0 +1,307 @@
+"""HTTP routes of materials, plus the signed object routes of the local store."""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import quote
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+from sqlmodel import select
+
+from core.errors import AppError, NotFound, TooLarge, UnsupportedMediaType
+from uploads.checklist import Checklist, ChecklistItem, MaterialRead
+from uploads.models import OPEN_SLOT, UploadSlot
+from uploads.service import (
+    LinkRead,
+    Materials,
+    PartRead,
+    PartsIn,
+    PartUrl,
+    RequestIn,
+    ReuseCandidate,
+    ReuseIn,
+    ReviewIn,
+    SlotIn,
+    SlotRead,
+)
+from uploads.storage import LOCAL_ROUTE, LinkError, LocalStore
+from web import keys
+from web.http import Api, Ctx
+
+V1 = "/api/v1"
+STREAM_CHUNK = 256 * 1024
+
+
+class LinkQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variant: Literal["original", "thumbnail"] = "original"
+
+
+def _materials(ctx: Ctx) -> Materials:
+    return ctx.request.app[keys.MATERIALS]
+
+
+async def create_slot(ctx: Ctx) -> SlotRead:
+    return await _materials(ctx).create_slot(
+        ctx.session, ctx.me, ctx.path_int("case_id"), ctx.body, **ctx.audit_kw()
+    )
+
+
+async def part_urls(ctx: Ctx) -> list[PartUrl]:
+    body: PartsIn = ctx.body
+    return await _materials(ctx).part_urls(
+        ctx.session, ctx.me, ctx.path_int("slot_id"), body.numbers
+    )
+
+
+async def list_parts(ctx: Ctx) -> list[PartRead]:
+    return await _materials(ctx).list_parts(ctx.session, ctx.me, ctx.path_int("slot_id"))
+
+
+async def confirm(ctx: Ctx) -> MaterialRead:
+    # Confirming runs its own short transactions around slow storage work; end the request's
+    # transaction first so it holds no lock meanwhile (SQLite has one writer).
+    await ctx.session.commit()
+    return await _materials(ctx).confirm(ctx.me, ctx.path_int("slot_id"), **ctx.audit_kw())
+
+
+async def checklist(ctx: Ctx) -> Checklist:
+    return await _materials(ctx).checklist(ctx.session, ctx.me, ctx.path_int("case_id"))
+
+
+async def review(ctx: Ctx) -> MaterialRead:
+    return await _materials(ctx).review(
+        ctx.session, ctx.me, ctx.path_int("material_id"), ctx.body, **ctx.audit_kw()
+    )
+
+
+async def request_material(ctx: Ctx) -> ChecklistItem:
+    body: RequestIn = ctx.body
+    return await _materials(ctx).request(
+        ctx.session,
+        ctx.me,
+        ctx.path_int("case_id"),
+        ctx.path_int("spec_id"),
+        body,
+        **ctx.audit_kw(),
+    )
+
+
+async def link(ctx: Ctx) -> LinkRead:
+    q: LinkQuery = ctx.query
+    return await _materials(ctx).link(
+        ctx.session, ctx.me, ctx.path_int("material_id"), q.variant, **ctx.audit_kw()
+    )
+
+
+async def reusable(ctx: Ctx) -> list[ReuseCandidate]:
+    return await _materials(ctx).reusable(ctx.session, ctx.me, ctx.path_int("case_id"))
+
+
+async def reuse(ctx: Ctx) -> MaterialRead:
+    body: ReuseIn = ctx.body
+    return await _materials(ctx).reuse(
+        ctx.session, ctx.me, ctx.path_int("case_id"), body, **ctx.audit_kw()
+    )
+
+
+def register(api: Api) -> None:
+    a = api.add
+    tags = ("materials",)
+    a(
+        "GET",
+        f"{V1}/cases/{{case_id:[0-9]+}}/checklist",
+        checklist,
+        summary="The case's material checklist: each required document and its state",
+        action="case.read",
+        response=Checklist,
+        tags=tags,
+    )
+    a(
+        "POST",
+        f"{V1}/cases/{{case_id:[0-9]+}}/uploads",
+        create_slot,
+        summary="Ask for an upload slot: a presigned POST (S3), a signed PUT (local) or multipart",
+        action="material.upload",
+        body=SlotIn,
+        response=SlotRead,
+        status=201,
+        tags=tags,
+    )
+    a(
+        "POST",
+        f"{V1}/uploads/{{slot_id:[0-9]+}}/parts",
+        part_urls,
+        summary="Signed URLs for parts of a multipart upload",
+        action="material.upload",
+        body=PartsIn,
+        response=list[PartUrl],
+        tags=tags,
+    )
+    a(
+        "GET",
+        f"{V1}/uploads/{{slot_id:[0-9]+}}/parts",
+        list_parts,
+        summary="Parts already received (resume a broken upload from here)",
+        action="material.upload",
+        response=list[PartRead],
+        tags=tags,
+    )
+    a(
+        "POST",
+        f"{V1}/uploads/{{slot_id:[0-9]+}}/confirm",
+        confirm,
+        summary="Confirm an upload: the object is checked and becomes a material of the case",
+        action="material.upload",
+        response=MaterialRead,
+        status=201,
+        tags=tags,
+    )
+    a(
+        "POST",
+        f"{V1}/materials/{{material_id:[0-9]+}}/review",
+        review,
+        summary="Accept or reject a material (with a reason)",
+        action="material.review",
+        body=ReviewIn,
+        response=MaterialRead,
+        tags=tags,
+    )
+    a(
+        "POST",
+        f"{V1}/cases/{{case_id:[0-9]+}}/checklist/{{spec_id:[0-9]+}}/request",
+        request_material,
+        summary="Ask the service point for one material of the checklist",
+        action="material.review",
+        body=RequestIn,
+        response=ChecklistItem,
+        tags=tags,
+    )
+    a(
+        "GET",
+        f"{V1}/materials/{{material_id:[0-9]+}}/link",
+        link,
+        summary="A short-lived link to view a material or its thumbnail (audited)",
+        action="material.view",
+        query=LinkQuery,
+        response=LinkRead,
+        tags=tags,
+    )
+    a(
+        "GET",
+        f"{V1}/cases/{{case_id:[0-9]+}}/reusable",
+        reusable,
+        summary="The resident's accepted documents from earlier cases that fit this checklist",
+        action="material.upload",
+        response=list[ReuseCandidate],
+        tags=tags,
+    )
+    a(
+        "POST",
+        f"{V1}/cases/{{case_id:[0-9]+}}/reuse",
+        reuse,
+        summary="Reuse an earlier document with the resident's consent (材料少交免交)",
+        action="material.upload",
+        body=ReuseIn,
+        response=MaterialRead,
+        status=201,
+        tags=tags,
+    )
+
+
+# -- the local store's signed object routes (the S3 backend never uses them)
+
+
+def _local(request: web.Request) -> LocalStore:
+    store = request.app[keys.MATERIALS].store
+    if not isinstance(store, LocalStore):
+        raise NotFound("链接", "Link")
+    return store
+
+
+def _verify(store: LocalStore, action: str, request: web.Request) -> dict[str, str]:
+    try:
+        return store.verify(action, dict(request.query))
+    except LinkError as e:
+        raise _link_error(e) from None
+
+
+class LinkRefused(AppError):
+    status = 403
+
+
+class LinkGone(AppError):
+    status = 410
+
+
+def _link_error(e: LinkError) -> AppError:
+    return LinkGone(e.code) if e.code == "storage.link_expired" else LinkRefused(e.code)
+
+
+async def put_object(request: web.Request) -> web.Response:
+    """A single-request upload to a signed URL: streamed to a temp file, then renamed."""
+    store = _local(request)
+    params = _verify(store, "put", request)
+    key, max_bytes = params["key"], int(params["max"])
+    if request.content_type != params["type"]:
+        raise UnsupportedMediaType(
+            "upload.type_mismatch", found=request.content_type or "-", declared=params["type"]
+        )
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise TooLarge("upload.too_large", size=request.content_length, limit=max_bytes)
+    db = request.app[keys.DB]
+    async with db.session() as session:
+        state = (await session.exec(select(UploadSlot.state).where(UploadSlot.key == key))).first()
+    if state is None or state not in [s.value for s in OPEN_SLOT]:
+        raise _link_error(LinkError("storage.link_expired"))
+    size = await store.write_stream(store.path(key), _limited(request, max_bytes))
+    return web.json_response({"size": size}, status=201)
+
+
+async def put_part(request: web.Request) -> web.Response:
+    store = _local(request)
+    params = _verify(store, "part", request)
+    max_bytes = int(params["max"])
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise TooLarge("upload.too_large", size=request.content_length, limit=max_bytes)
+    try:
+        size = await store.write_part(
+            params["upload"], int(params["n"]), max_bytes, _limited(request, max_bytes)
+        )
+    except LinkError as e:
+        raise _link_error(e) from None
+    return web.json_response({"size": size}, status=201, headers={"ETag": f'"{params["n"]}"'})
+
+
+async def _limited(request: web.Request, limit: int):  # type: ignore[no-untyped-def]
+    size = 0
+    async for chunk in request.content.iter_chunked(STREAM_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge("upload.too_large", size=size, limit=limit)
+        yield chunk
+
+
+async def get_object(request: web.Request) -> web.StreamResponse:
+    store = _local(request)
+    params = _verify(store, "get", request)
+    path = store.path(params["key"])
+    if not path.is_file():
+        raise NotFound("文件", "File")
+    name = params.get("name") or "document"
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": params["type"],
+            "Content-Disposition": f"inline; filename*=UTF-8''{quote(name)}",
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def install_object_routes(app: web.Application) -> None:
+    app.router.add_put(f"{LOCAL_ROUTE}/put", put_object)
+    app.router.add_put(f"{LOCAL_ROUTE}/part", put_part)
+    app.router.add_get(f"{LOCAL_ROUTE}/get", get_object)
