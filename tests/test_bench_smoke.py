@@ -31,5 +31,23 @@ def test_signaling_benchmark_quick_run_prints_every_figure(templates: Templates)
     assert "error" not in figures
 
 
+def test_uploads_benchmark_quick_run_prints_every_figure() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/uploads.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(figures) == {"local_10MB", "local_100MB", "s3_10MB"}
+    for name in ("local_10MB", "local_100MB"):
+        assert figures[name]["upload_MBps"] > 0 and figures[name]["file_write_MBps"] > 0
+    # Only the slot request and the confirm reach the app; the bytes go straight to S3.
+    assert figures["s3_10MB"]["app_requests_per_upload"] == 2
+
+
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWINDOW_")}
