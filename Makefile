@@ -25,10 +25,26 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 	$(PIP) install --quiet -e ".[test]"
 	touch $@ $(VENV)/.installed
 
-ui:
-	@if [ -f $(UI)/package.json ]; then \
-	  cd $(UI) && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build; \
-	fi
+# The web UI: npm packages from the lock file (reinstalled when it changes), then a build
+# whenever a source file is newer than the last one.
+UI_SRC := $(shell find $(UI)/src $(UI)/index.html $(UI)/vite.config.ts $(UI)/tsconfig.json \
+  -type f 2>/dev/null)
+
+$(UI)/node_modules/.installed: $(UI)/package-lock.json
+	cd $(UI) && npm ci --no-audit --no-fund
+	touch $@
+
+$(UI)/dist/index.html: $(UI)/node_modules/.installed $(UI_SRC)
+	cd $(UI) && npm run build
+
+ui: $(UI)/dist/index.html
+
+# Debian's Chromium (and CJK fonts for the screenshots) for the browser tests; Playwright
+# drives it and never downloads a browser of its own.
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then s=; else s=sudo; fi; \
+	  $$s apt-get update -qq && $$s apt-get install -y -qq chromium fonts-noto-cjk
 
 run: $(VENV)/.installed ui
 	$(VENV)/bin/cloudwindow demo
@@ -45,7 +61,7 @@ format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check --fix .
 
 # pytest exits 5 when it collected nothing; that is reported, not hidden, but is not a failure.
-test: lint
+test: lint ui $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 

@@ -27,6 +27,9 @@ POLICY: dict[str, frozenset[Role]] = {
     "case.read": frozenset(
         {R.community_worker, R.resident, R.clerk, R.expert, R.supervisor, R.coordinator, R.admin}
     ),
+    "case.rate": frozenset({R.community_worker, R.resident}),
+    "queue.list": frozenset({R.clerk, R.supervisor, R.admin}),
+    "experts.read": frozenset({R.clerk, R.supervisor, R.admin}),
     "staff.read": frozenset({R.supervisor, R.admin}),
     "staff.manage": frozenset({R.admin}),
     "audit.read": frozenset({R.supervisor, R.admin}),

@@ -14,11 +14,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from core import catalog, sites
 from core.access import Principal, require_site
 from core.db import utcnow
-from core.errors import Forbidden, Invalid, NotFound
+from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.models import (
     BundleItem,
     Case,
     CaseEvent,
+    CaseRating,
     CaseStatus,
     Resident,
     ServiceItem,
@@ -48,6 +49,19 @@ class CaseEventRead(BaseModel):
     data: dict[str, Any]
 
 
+class RatingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+    score: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=500)
+
+
+class RatingRead(BaseModel):
+    case_id: int
+    score: int
+    comment: str
+    rated_at: dt.datetime
+
+
 class CaseRead(BaseModel):
     id: int
     number: str
@@ -64,6 +78,7 @@ class CaseRead(BaseModel):
     updated_at: dt.datetime
     closed_at: dt.datetime | None
     note: str
+    rating: RatingRead | None = None
     timeline: list[CaseEventRead] = []
 
 
@@ -243,8 +258,52 @@ async def read(*, session: AsyncSession, case: Case, timeline: bool = True) -> C
         updated_at=case.updated_at,
         closed_at=case.closed_at,
         note=case.note,
+        rating=_rating_read(await session.get(CaseRating, case.id)) if timeline else None,
         timeline=events,
     )
+
+
+def _rating_read(r: CaseRating | None) -> RatingRead | None:
+    if r is None:
+        return None
+    return RatingRead(case_id=r.case_id, score=r.score, comment=r.comment, rated_at=r.rated_at)
+
+
+RATEABLE = frozenset({CaseStatus.completed, CaseStatus.accepted, CaseStatus.returned})
+
+
+async def rate(
+    *, session: AsyncSession, principal: Principal, case_id: int, rating_in: RatingIn
+) -> RatingRead:
+    """The resident's 好差评, once per finished case (on the worker's tablet or their phone)."""
+    case = await get(session=session, case_id=case_id)
+    await require_access(session, principal, case)
+    if case.status not in RATEABLE:
+        raise Conflict("case.not_finished")
+    if await session.get(CaseRating, case_id) is not None:
+        raise Conflict("case.rated")
+    now = utcnow()
+    row = CaseRating(
+        case_id=case_id,
+        score=rating_in.score,
+        comment=rating_in.comment,
+        rated_at=now,
+        recorded_by=principal.staff_fk,
+        resident_id=case.resident_id,
+        line_id=case.line_id,
+    )
+    session.add(row)
+    add_event(
+        session,
+        case,
+        "rating",
+        actor_id=principal.staff_fk,
+        at=now,
+        data={"score": rating_in.score, "comment": bool(rating_in.comment)},
+    )
+    rated = _rating_read(row)
+    assert rated is not None
+    return rated
 
 
 async def scope_site_ids(session: AsyncSession, principal: Principal) -> set[int]:

@@ -105,6 +105,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "invite.skill": ("您不具备技能 {skill}", "You do not have the skill {skill}"),
     "socket.unknown_event": ("未知事件 {event}", "Unknown event {event}"),
+    "case.not_finished": (
+        "办件尚未办结，办结后才能评价",
+        "The case is not finished yet; it can be rated once it is",
+    ),
+    "case.rated": ("该办件已评价", "This case has already been rated"),
     "case.closed": (
         "办件已办结，不能再修改材料",
         "The case is closed; its materials cannot change",

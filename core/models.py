@@ -235,6 +235,20 @@ class CaseEvent(SQLModel, table=True):
     data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
 
 
+class CaseRating(SQLModel, table=True):
+    """The resident's 好差评 of a finished case: one per case, 1 (very poor) to 5 (very good)."""
+
+    __tablename__ = "case_rating"
+    case_id: int = Field(foreign_key="service_case.id", primary_key=True)
+    score: int
+    comment: str = Field(default="", max_length=500)
+    rated_at: dt.datetime = _ts(index=True)
+    # Handed over on the worker's tablet (worker recorded) or given on the resident's phone.
+    recorded_by: int | None = Field(default=None, foreign_key="staff.id")
+    resident_id: int | None = Field(default=None, foreign_key="resident.id")
+    line_id: int | None = Field(default=None, foreign_key="window_line.id", index=True)
+
+
 class AuditEntry(SQLModel, table=True):
     """Who did or saw what, when; written in the same transaction as the thing it records."""
 

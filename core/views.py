@@ -7,10 +7,11 @@ from typing import Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError
 
 from core import audit, cases, catalog, resident_auth, residents, sites, staff
 from core.access import Principal
-from core.errors import Forbidden
+from core.errors import Conflict, Forbidden
 from core.models import AuditEntry, CaseStatus, ResidentSession, Role, SiteKind, StaffSession
 from core.settings import Settings
 from web import keys
@@ -414,6 +415,20 @@ async def list_cases(ctx: Ctx) -> list[cases.CaseRead]:
     return [await cases.read(session=ctx.session, case=c, timeline=False) for c in rows]
 
 
+async def rate_case(ctx: Ctx) -> cases.RatingRead:
+    try:
+        rated = await cases.rate(
+            session=ctx.session,
+            principal=ctx.me,
+            case_id=ctx.path_int("case_id"),
+            rating_in=ctx.body,
+        )
+        await ctx.session.commit()
+    except IntegrityError:  # two ratings at once: the second loses on the primary key
+        raise Conflict("case.rated") from None
+    return rated
+
+
 async def get_case(ctx: Ctx) -> cases.CaseRead:
     case = await cases.get(session=ctx.session, case_id=ctx.path_int("case_id"))
     await cases.require_access(ctx.session, ctx.me, case)
@@ -681,6 +696,17 @@ def register(api: Api) -> None:
         summary="One case with its timeline",
         action="case.read",
         response=cases.CaseRead,
+        tags=("cases",),
+    )
+    a(
+        "POST",
+        f"{V1}/cases/{id_ % 'case_id'}/rating",
+        rate_case,
+        summary="The resident's rating (好差评) of a finished case, 1 to 5, once",
+        action="case.rate",
+        body=cases.RatingIn,
+        response=cases.RatingRead,
+        status=201,
         tags=("cases",),
     )
 

@@ -16,6 +16,7 @@ from core.settings import Settings
 from core.staff import Passwords
 from outreach.sms import RecordingSmsGateway
 from scheduler import views as scheduler_views
+from signaling import views as signaling_views
 from signaling.namespace import Signaling
 from uploads import views as upload_views
 from uploads.service import Materials
@@ -33,6 +34,7 @@ def build_api() -> Api:
     core_views.register(api)
     scheduler_views.register(api)
     upload_views.register(api)
+    signaling_views.register(api)
     return api
 
 
@@ -138,6 +140,6 @@ def _install_ui(app: web.Application) -> None:
     if (UI_DIST / "assets").is_dir():
         app.router.add_static("/assets", UI_DIST / "assets")
     app.router.add_get("/", spa)
-    for page in ("point", "clerk", "expert", "supervisor", "login"):
+    for page in ("point", "clerk", "expert", "supervisor", "admin", "login"):
         app.router.add_get(f"/{page}", spa)
         app.router.add_get(f"/{page}/{{tail:.*}}", spa)

@@ -151,6 +151,8 @@ async def test_malformed_requests_change_nothing(client: Any, as_user: Any) -> N
         {"content_type": "image/jpeg"},
         {"content_type": "image/jpeg", "size": -1},
         {"content_type": "image/jpeg", "size": "big"},
+        {"content_type": "image/jpeg", "size": "10"},
+        {"content_type": "image/jpeg", "size": 10, "multipart": "yes"},
         {"content_type": "image/jpeg", "size": 10, "key": "r1/c1/evil.jpg"},
         {"content_type": "image/jpeg", "size": 10, "spec_id": "x"},
     ):

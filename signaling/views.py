@@ -1,0 +1,91 @@
+"""HTTP reads of the queue for the clerk console and the supervisor board."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel
+from sqlmodel import col, select
+
+from core.access import site_in_scope
+from core.db import utcnow
+from core.errors import NotFound
+from core.models import Role, Staff, WindowLine
+from signaling import service as svc
+from signaling.models import Presence, PresenceStatus, TicketStatus
+from web.http import Api, Ctx
+
+V1 = "/api/v1"
+
+
+class SkillRead(BaseModel):
+    skill: str
+    experts: int
+    online: int
+    available: int
+
+
+async def line_tickets(ctx: Ctx) -> list[svc.TicketRead]:
+    """The line's waiting tickets in the order call-next takes them, with positions."""
+    line_id = ctx.path_int("line_id")
+    line = await ctx.session.get(WindowLine, line_id)
+    me = ctx.me
+    visible = line is not None and (
+        line_id in me.line_ids
+        or (me.role is not Role.clerk and await site_in_scope(ctx.session, me, line.site_id))
+    )
+    if not visible:
+        raise NotFound(f"窗口 {line_id}", f"Window line {line_id}")
+    _status, positions = await svc.line_snapshot(ctx.session, ctx.settings, line_id)
+    tickets = await svc.tickets_by_id(ctx.session, list(positions))
+    tickets = [t for t in tickets if t.status == TicketStatus.waiting]
+    tickets.sort(key=lambda t: positions[t.id or 0][0])
+    return await svc.read_tickets(ctx.session, tickets, positions)
+
+
+async def expert_skills(ctx: Ctx) -> list[SkillRead]:
+    """Every expert skill, with how many experts have it and how many are online now."""
+    fresh = utcnow() - dt.timedelta(seconds=ctx.settings.presence_ttl_seconds)
+    experts = (
+        await ctx.session.exec(
+            select(Staff.id, Staff.skills).where(
+                Staff.role == Role.expert, col(Staff.active).is_(True)
+            )
+        )
+    ).all()
+    rows = (
+        await ctx.session.exec(
+            select(Presence.staff_id, Presence.status).where(col(Presence.updated_at) >= fresh)
+        )
+    ).all()
+    online = {sid for sid, _ in rows}
+    available = {sid for sid, st in rows if st == PresenceStatus.available}
+    skills: dict[str, SkillRead] = {}
+    for sid, names in experts:
+        for name in names or []:
+            s = skills.setdefault(name, SkillRead(skill=name, experts=0, online=0, available=0))
+            s.experts += 1
+            s.online += sid in online
+            s.available += sid in available
+    return sorted(skills.values(), key=lambda s: (-s.available, -s.online, s.skill))
+
+
+def register(api: Api) -> None:
+    api.add(
+        "GET",
+        f"{V1}/lines/{{line_id:[0-9]+}}/tickets",
+        line_tickets,
+        summary="A line's waiting tickets, in call order, with position and estimated wait",
+        action="queue.list",
+        response=list[svc.TicketRead],
+        tags=("queue",),
+    )
+    api.add(
+        "GET",
+        f"{V1}/experts/skills",
+        expert_skills,
+        summary="Expert skills a clerk can invite, with experts online and available",
+        action="experts.read",
+        response=list[SkillRead],
+        tags=("queue",),
+    )

@@ -1,0 +1,244 @@
+// HTTP API client: JSON in and out, session cookie, CSRF header on writes, localized errors.
+import { reactive } from 'vue'
+
+export type Role =
+  | 'community_worker'
+  | 'clerk'
+  | 'expert'
+  | 'supervisor'
+  | 'coordinator'
+  | 'courier'
+  | 'admin'
+
+export interface Me {
+  id: number
+  username: string
+  display_name: string
+  role: Role
+  site_ids: number[]
+  line_ids: number[]
+  skills: string[]
+  csrf_token: string
+}
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+    public details: unknown = null,
+  ) {
+    super(message)
+  }
+}
+
+export const session = reactive<{ me: Me | null; checked: boolean; lang: string }>({
+  me: null,
+  checked: false,
+  lang: 'zh-CN',
+})
+
+export async function api<T = unknown>(
+  method: string,
+  path: string,
+  body?: unknown,
+  query?: Record<string, string | number | boolean | undefined>,
+): Promise<T> {
+  let url = `/api/v1${path}`
+  if (query) {
+    const qs = new URLSearchParams()
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') qs.set(k, String(v))
+    const s = qs.toString()
+    if (s) url += `?${s}`
+  }
+  const headers: Record<string, string> = { 'Accept-Language': session.lang, Accept: 'application/json' }
+  if (method !== 'GET') {
+    headers['Content-Type'] = 'application/json'
+    if (session.me) headers['X-CSRF-Token'] = session.me.csrf_token
+  }
+  let resp: Response
+  try {
+    resp = await fetch(url, {
+      method,
+      headers,
+      credentials: 'same-origin',
+      body: method === 'GET' ? undefined : JSON.stringify(body ?? {}),
+    })
+  } catch {
+    throw new ApiError(0, 'network', '')
+  }
+  const text = await resp.text()
+  let data: unknown = null
+  try {
+    data = text ? JSON.parse(text) : null
+  } catch {
+    data = null
+  }
+  if (!resp.ok) {
+    const err = (data as { error?: { code?: string; message?: string; details?: unknown } })?.error
+    throw new ApiError(resp.status, err?.code ?? `http.${resp.status}`, err?.message ?? '', err?.details)
+  }
+  return data as T
+}
+
+export const get = <T>(path: string, query?: Record<string, string | number | boolean | undefined>) =>
+  api<T>('GET', path, undefined, query)
+export const post = <T>(path: string, body?: unknown) => api<T>('POST', path, body)
+
+export async function loadMe(): Promise<Me | null> {
+  try {
+    session.me = await get<Me>('/auth/me')
+  } catch {
+    session.me = null
+  }
+  session.checked = true
+  return session.me
+}
+
+export function homeFor(role: Role | undefined): string {
+  switch (role) {
+    case 'community_worker':
+      return '/point'
+    case 'clerk':
+      return '/clerk'
+    case 'expert':
+      return '/expert'
+    case 'supervisor':
+      return '/supervisor'
+    case undefined:
+      return '/login'
+    default:
+      return '/'
+  }
+}
+
+// ---- shapes used by the pages (see /api/v1/openapi.json and docs/protocol.md)
+
+export interface MaterialSpec {
+  id: number
+  name: string
+  required: boolean
+  accepted_types: string[]
+  note: string
+}
+
+export interface Item {
+  id: number
+  code: string
+  name: string
+  name_en: string
+  department: string
+  department_name: string
+  level: string
+  keywords: string[]
+  remote_capable: boolean
+  description: string
+  materials: MaterialSpec[]
+}
+
+export interface Site {
+  id: number
+  code: string
+  kind: string
+  parent_id: number | null
+  name: string
+  name_en: string
+  address: string
+}
+
+export interface Line {
+  id: number
+  code: string
+  site_id: number
+  site_name: string
+  department: string
+  department_name: string
+  name: string
+  ticket_prefix: string
+  active: boolean
+}
+
+export interface Resident {
+  id: number
+  name: string
+  id_masked: string
+  birth_date: string
+  age: number
+  sex: string
+  phone: string
+  address: string
+  disabled: boolean
+  pregnant: boolean
+  elderly: boolean
+  priority: boolean
+}
+
+export interface IdCheck {
+  valid: boolean
+  masked: string | null
+  birth_date: string | null
+  sex: string | null
+  age: number | null
+}
+
+export interface CaseEvent {
+  id: number
+  at: string
+  kind: string
+  actor_id: number | null
+  data: Record<string, unknown>
+}
+
+export interface Case {
+  id: number
+  number: string
+  item_code: string
+  item_name: string
+  resident_name: string | null
+  resident_id_masked: string | null
+  site_id: number
+  line_id: number | null
+  status: string
+  created_at: string
+  updated_at: string
+  closed_at: string | null
+  note: string
+  timeline: CaseEvent[]
+}
+
+export interface Material {
+  id: number
+  case_id: number
+  spec_id: number | null
+  status: 'pending' | 'accepted' | 'rejected' | 'superseded' | 'deleted'
+  source: 'upload' | 'reuse' | 'snapshot'
+  content_type: string
+  size: number
+  sha256: string
+  width: number | null
+  height: number | null
+  filename: string
+  has_thumbnail: boolean
+  reason: string
+  uploaded_at: string
+  reviewed_at: string | null
+}
+
+export interface ChecklistItem {
+  spec_id: number
+  name: string
+  required: boolean
+  accepted_types: string[]
+  note: string
+  state: 'missing' | 'requested' | 'uploaded' | 'accepted' | 'rejected'
+  reason: string
+  materials: Material[]
+}
+
+export interface Checklist {
+  case_id: number
+  complete: boolean
+  missing: string[]
+  items: ChecklistItem[]
+  extras: Material[]
+}

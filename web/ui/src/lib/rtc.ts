@@ -1,0 +1,594 @@
+// One WebRTC call: local media, a peer connection per other participant (a mesh), signaling
+// over the socket following docs/protocol.md ("whoever joins offers"), trickle ICE, ICE restart
+// and rejoining after the socket drops.
+import { reactive, markRaw } from 'vue'
+import { call, getSocket, link, send, SocketError, type CallJoin, type Participant } from './socket'
+
+export type MediaProblem =
+  | 'NotAllowedError'
+  | 'NotFoundError'
+  | 'NotReadableError'
+  | 'OverconstrainedError'
+  | 'SecurityError'
+  | 'Unsupported'
+  | 'Other'
+
+interface SignalIn {
+  call_id: number
+  from: number
+  kind: 'offer' | 'answer' | 'candidate' | 'end_of_candidates'
+  sdp?: string | null
+  candidate?: RTCIceCandidateInit | null
+  ice_restart?: boolean
+}
+
+export interface RemotePeer {
+  pid: number
+  name: string
+  role: string
+  stream: MediaStream | null
+  ice: string
+  dropped: boolean
+}
+
+// A peer whose ICE stays "disconnected" this long gets an ICE restart: Chrome reports
+// "disconnected" for brief losses that heal on their own within a few seconds.
+const DISCONNECTED_GRACE_MS = 4000
+// call:stats every few seconds (docs/protocol.md step 5); cheap, and enough for the call log.
+const STATS_EVERY_MS = 5000
+
+class Peer {
+  pc: RTCPeerConnection
+  pending: RTCIceCandidateInit[] = []
+  stream = new MediaStream()
+  restartTimer: number | null = null
+  constructor(
+    public pid: number,
+    public offerer: boolean,
+    config: RTCConfiguration,
+  ) {
+    this.pc = new RTCPeerConnection(config)
+  }
+}
+
+export class CallSession {
+  readonly state = reactive({
+    callId: 0,
+    me: 0,
+    caseId: null as number | null,
+    ticketId: null as number | null,
+    remotes: [] as RemotePeer[],
+    local: null as MediaStream | null,
+    micOn: true,
+    camOn: true,
+    mediaProblem: null as MediaProblem | null,
+    rejoining: false,
+    ended: '' as string,
+    connectedOnce: false,
+    firstMedia: false,
+  })
+  private join: CallJoin
+  private peers = new Map<number, Peer>()
+  private participants = new Map<number, Participant>()
+  private offFns: (() => void)[] = []
+  private statsTimer: number | null = null
+  private firstMediaTimer: number | null = null
+  private lastBytes = new Map<string, { bytes: number; at: number }>()
+  private reported = new Set<string>()
+  private closed = false
+  // Signals are handled one at a time, in order, and only once local media is settled: an
+  // answer sent before the camera is ready would carry no tracks, and only the offerer may
+  // renegotiate.
+  private mediaReady: Promise<void> = Promise.resolve()
+  private signals: Promise<void> = Promise.resolve()
+
+  constructor(join: CallJoin) {
+    this.join = join
+    this.state.callId = join.call_id
+    this.state.me = join.participant_id
+    this.state.caseId = join.case_id
+    this.state.ticketId = join.ticket_id
+    for (const p of join.participants) this.participants.set(p.id, p)
+  }
+
+  get callId(): number {
+    return this.join.call_id
+  }
+
+  get reconnecting(): boolean {
+    if (this.state.ended) return false
+    if (!link.connected || this.state.rejoining) return true
+    return this.state.remotes.some((r) => r.dropped || r.ice === 'disconnected' || r.ice === 'failed')
+  }
+
+  /** Get the camera and microphone, then offer to everyone already in the call. */
+  async start(): Promise<void> {
+    expose(this)
+    this.mediaReady = this.acquireMedia()
+    this.listen()
+    await this.mediaReady
+    for (const p of this.join.participants) {
+      if (p.id !== this.join.participant_id) await this.offer(p.id, false)
+    }
+    this.statsTimer = window.setInterval(() => void this.reportStats(), STATS_EVERY_MS)
+    this.firstMediaTimer = window.setInterval(() => void this.checkFirstMedia(), 250)
+  }
+
+  async acquireMedia(): Promise<void> {
+    if (!navigator.mediaDevices?.getUserMedia) {
+      this.state.mediaProblem = window.isSecureContext ? 'Unsupported' : 'SecurityError'
+      return
+    }
+    const attempts: MediaStreamConstraints[] = [
+      MEDIA_CONSTRAINTS,
+      { video: MEDIA_CONSTRAINTS.video },
+      { audio: true },
+    ]
+    let first: unknown = null
+    const early = takePreacquired()
+    if (early) {
+      const stream = await early.catch((e: unknown) => {
+        first = e
+        return null
+      })
+      if (stream && stream.getTracks().some((t) => t.readyState === 'live')) {
+        this.state.local = markRaw(stream)
+        this.state.mediaProblem = null
+        this.attachLocalTracks()
+        mark('media')
+        return
+      }
+    }
+    for (const c of attempts) {
+      try {
+        const stream = await navigator.mediaDevices.getUserMedia(c)
+        this.state.local = markRaw(stream)
+        this.state.mediaProblem = first ? problemOf(first) : null
+        this.attachLocalTracks()
+        return
+      } catch (e) {
+        first ??= e
+        // Permission refused or blocked: asking again with fewer devices will not help.
+        if (e instanceof DOMException && (e.name === 'NotAllowedError' || e.name === 'SecurityError')) break
+      }
+    }
+    this.state.mediaProblem = problemOf(first)
+  }
+
+  /** After "try again": send the new tracks on every open connection. */
+  async retryMedia(): Promise<void> {
+    await this.acquireMedia()
+    for (const peer of this.peers.values()) if (peer.offerer) await this.sendOffer(peer, false)
+  }
+
+  private attachLocalTracks(): void {
+    const local = this.state.local
+    if (!local) return
+    for (const peer of this.peers.values()) {
+      for (const track of local.getTracks()) {
+        const t = peer.pc.getTransceivers().find((x) => x.receiver.track.kind === track.kind)
+        if (t) {
+          void t.sender.replaceTrack(track)
+          if (t.direction === 'recvonly') t.direction = 'sendrecv'
+        } else peer.pc.addTrack(track, local)
+      }
+    }
+  }
+
+  toggleMic(): void {
+    this.state.micOn = !this.state.micOn
+    this.state.local?.getAudioTracks().forEach((t) => (t.enabled = this.state.micOn))
+  }
+
+  toggleCam(): void {
+    this.state.camOn = !this.state.camOn
+    this.state.local?.getVideoTracks().forEach((t) => (t.enabled = this.state.camOn))
+  }
+
+  /** A JPEG of what my camera shows now (for photographing a document during the call). */
+  async snapshot(): Promise<Blob | null> {
+    const track = this.state.local?.getVideoTracks()[0]
+    if (!track) return null
+    const video = document.createElement('video')
+    video.muted = true
+    video.srcObject = new MediaStream([track])
+    await video.play()
+    const canvas = document.createElement('canvas')
+    canvas.width = video.videoWidth
+    canvas.height = video.videoHeight
+    canvas.getContext('2d')?.drawImage(video, 0, 0)
+    video.srcObject = null
+    return await new Promise((resolve) => canvas.toBlob(resolve, 'image/jpeg', 0.92))
+  }
+
+  async leave(): Promise<void> {
+    if (this.closed) return
+    try {
+      await call('call:leave', { call_id: this.callId }, 5000)
+    } catch {
+      /* the call may already be over */
+    }
+    this.close('left')
+  }
+
+  close(reason: string): void {
+    if (this.closed) return
+    this.closed = true
+    this.state.ended = reason
+    for (const off of this.offFns) off()
+    if (this.statsTimer) clearInterval(this.statsTimer)
+    if (this.firstMediaTimer) clearInterval(this.firstMediaTimer)
+    for (const peer of this.peers.values()) this.dropPeer(peer.pid)
+    this.state.local?.getTracks().forEach((t) => t.stop())
+    this.state.local = null
+    if (window.__cw?.session === this) window.__cw.session = null
+  }
+
+  // ---- signaling
+
+  private listen(): void {
+    const s = getSocket()
+    const on = <T>(event: string, fn: (d: T) => void) => {
+      const h = (d: T & { call_id?: number }) => {
+        if (d?.call_id === this.callId) fn(d)
+      }
+      s.on(event, h)
+      this.offFns.push(() => s.off(event, h))
+    }
+    on<SignalIn>('call:signal', (d) => {
+      this.signals = this.signals
+        .then(() => this.mediaReady)
+        .then(() => this.onSignal(d))
+        .catch(() => undefined)
+    })
+    on<{ participant: Participant; rejoined?: boolean }>('call:participant_joined', (d) => {
+      if (d.participant.id === this.state.me) return
+      this.participants.set(d.participant.id, d.participant)
+      const r = this.remote(d.participant.id)
+      r.dropped = false
+      // The joiner offers; we only wait. A rejoiner's offer replaces or restarts our connection.
+    })
+    on<{ participant_id: number; reconnecting: boolean }>('call:participant_left', (d) => {
+      if (d.participant_id === this.state.me) return
+      if (d.reconnecting) {
+        this.remote(d.participant_id).dropped = true
+      } else {
+        this.participants.delete(d.participant_id)
+        this.dropPeer(d.participant_id)
+      }
+    })
+    on<{ reason: string }>('call:ended', (d) => this.close(d.reason))
+    // Only later reconnections: the socket is already up when the call starts.
+    const back = () => void this.rejoin()
+    s.on('connect', back)
+    this.offFns.push(() => s.off('connect', back))
+    const online = () => this.restartAll()
+    window.addEventListener('online', online)
+    this.offFns.push(() => window.removeEventListener('online', online))
+  }
+
+  /** The socket came back: rejoin with the resume token, then offer again with an ICE restart. */
+  private async rejoin(): Promise<void> {
+    if (this.closed) return
+    this.state.rejoining = true
+    try {
+      const join = await call<CallJoin>('call:rejoin', {
+        call_id: this.callId,
+        resume_token: this.join.resume_token,
+      })
+      this.join = { ...join, resume_token: join.resume_token || this.join.resume_token }
+      this.state.me = join.participant_id
+      for (const p of join.participants) this.participants.set(p.id, p)
+      for (const p of join.participants) {
+        if (p.id === join.participant_id || !p.connected) continue
+        await this.offer(p.id, true)
+      }
+    } catch (e) {
+      if (e instanceof SocketError && (e.code === 'call.ended' || e.code === 'call.resume')) {
+        this.close(e.code)
+      }
+    } finally {
+      this.state.rejoining = false
+    }
+  }
+
+  private config(): RTCConfiguration {
+    return { iceServers: this.join.ice_servers ?? [] }
+  }
+
+  private newPeer(pid: number, offerer: boolean): Peer {
+    this.dropPeer(pid)
+    const peer = new Peer(pid, offerer, this.config())
+    this.peers.set(pid, peer)
+    const pc = peer.pc
+    const remote = this.remote(pid)
+    remote.stream = markRaw(peer.stream)
+    pc.onicecandidate = (e) => {
+      send('call:signal', {
+        call_id: this.callId,
+        to: pid,
+        kind: e.candidate ? 'candidate' : 'end_of_candidates',
+        candidate: e.candidate ? e.candidate.toJSON() : null,
+      })
+    }
+    pc.ontrack = (e) => {
+      if (!peer.stream.getTracks().includes(e.track)) peer.stream.addTrack(e.track)
+      // A new MediaStream object makes <video> pick the track up again after renegotiation.
+      remote.stream = markRaw(new MediaStream(peer.stream.getTracks()))
+    }
+    pc.oniceconnectionstatechange = () => {
+      remote.ice = pc.iceConnectionState
+      if (pc.iceConnectionState === 'failed') this.restartIce(peer)
+      if (pc.iceConnectionState === 'disconnected' && peer.restartTimer === null) {
+        peer.restartTimer = window.setTimeout(() => {
+          peer.restartTimer = null
+          if (pc.iceConnectionState === 'disconnected') this.restartIce(peer)
+        }, DISCONNECTED_GRACE_MS)
+      }
+    }
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected') {
+        mark('connected')
+        remote.ice = 'connected'
+        this.reportOnce('connected')
+      }
+    }
+    return peer
+  }
+
+  private dropPeer(pid: number): void {
+    const peer = this.peers.get(pid)
+    if (peer) {
+      if (peer.restartTimer) clearTimeout(peer.restartTimer)
+      peer.pc.close()
+      this.peers.delete(pid)
+    }
+    if (!this.participants.has(pid) || this.closed) {
+      this.state.remotes = this.state.remotes.filter((r) => r.pid !== pid)
+    }
+  }
+
+  private remote(pid: number): RemotePeer {
+    let r = this.state.remotes.find((x) => x.pid === pid)
+    if (!r) {
+      const p = this.participants.get(pid)
+      this.state.remotes.push({
+        pid,
+        name: p?.display_name ?? '',
+        role: p?.role ?? '',
+        stream: null,
+        ice: 'new',
+        dropped: false,
+      })
+      r = this.state.remotes[this.state.remotes.length - 1]
+    } else {
+      const p = this.participants.get(pid)
+      if (p) {
+        r.name = p.display_name
+        r.role = p.role
+      }
+    }
+    return r
+  }
+
+  /** Offer to a participant: on the existing connection (ICE restart) or a new one. */
+  private async offer(pid: number, iceRestart: boolean): Promise<void> {
+    let peer = this.peers.get(pid)
+    const usable = peer && !['closed', 'failed'].includes(peer.pc.connectionState) && peer.offerer
+    if (!peer || !usable) {
+      peer = this.newPeer(pid, true)
+      const local = this.state.local
+      for (const kind of ['audio', 'video'] as const) {
+        const track = local?.getTracks().find((t) => t.kind === kind)
+        if (track && local) peer.pc.addTrack(track, local)
+        else peer.pc.addTransceiver(kind, { direction: 'recvonly' })
+      }
+    }
+    await this.sendOffer(peer, iceRestart)
+  }
+
+  private async sendOffer(peer: Peer, iceRestart: boolean): Promise<void> {
+    const pc = peer.pc
+    if (pc.signalingState !== 'stable') return
+    const offer = await pc.createOffer({ iceRestart })
+    await pc.setLocalDescription(offer)
+    mark('offer_sent')
+    await this.signal(peer.pid, 'offer', pc.localDescription?.sdp ?? offer.sdp ?? '', iceRestart)
+  }
+
+  private restartIce(peer: Peer): void {
+    if (this.closed || !peer.offerer || !link.connected) return
+    void this.sendOffer(peer, true)
+  }
+
+  private restartAll(): void {
+    for (const peer of this.peers.values()) this.restartIce(peer)
+  }
+
+  private async signal(to: number, kind: 'offer' | 'answer', sdp: string, iceRestart = false): Promise<void> {
+    try {
+      await call('call:signal', { call_id: this.callId, to, kind, sdp, ice_restart: iceRestart })
+    } catch {
+      /* the peer left; its participant_left event cleans up */
+    }
+  }
+
+  private async onSignal(d: SignalIn): Promise<void> {
+    if (this.closed) return
+    if (d.kind === 'offer') {
+      let peer = this.peers.get(d.from)
+      const reuse =
+        peer && !peer.offerer && peer.pc.connectionState !== 'closed' && peer.pc.signalingState === 'stable'
+      if (!peer || !reuse) peer = this.newPeer(d.from, false)
+      try {
+        await peer.pc.setRemoteDescription({ type: 'offer', sdp: d.sdp ?? '' })
+      } catch {
+        // The rejoiner built a new connection: start over with a fresh one.
+        peer = this.newPeer(d.from, false)
+        await peer.pc.setRemoteDescription({ type: 'offer', sdp: d.sdp ?? '' })
+      }
+      const local = this.state.local
+      if (local) {
+        const sending = peer.pc.getSenders().map((s) => s.track)
+        for (const track of local.getTracks()) if (!sending.includes(track)) peer.pc.addTrack(track, local)
+      }
+      await this.flushCandidates(peer)
+      const answer = await peer.pc.createAnswer()
+      await peer.pc.setLocalDescription(answer)
+      mark('answer_sent')
+      await this.signal(d.from, 'answer', peer.pc.localDescription?.sdp ?? answer.sdp ?? '')
+    } else if (d.kind === 'answer') {
+      const peer = this.peers.get(d.from)
+      if (!peer || peer.pc.signalingState !== 'have-local-offer') return
+      await peer.pc.setRemoteDescription({ type: 'answer', sdp: d.sdp ?? '' })
+      mark('answer_set')
+      await this.flushCandidates(peer)
+    } else if (d.kind === 'candidate' && d.candidate) {
+      const peer = this.peers.get(d.from)
+      if (!peer) return
+      if (!peer.pc.remoteDescription) peer.pending.push(d.candidate)
+      else await peer.pc.addIceCandidate(d.candidate).catch(() => undefined)
+    }
+  }
+
+  private async flushCandidates(peer: Peer): Promise<void> {
+    const pending = peer.pending.splice(0)
+    for (const c of pending) await peer.pc.addIceCandidate(c).catch(() => undefined)
+  }
+
+  // ---- reports
+
+  private reportOnce(state: 'connected' | 'first_media'): void {
+    if (this.reported.has(state)) return
+    this.reported.add(state)
+    if (state === 'connected') this.state.connectedOnce = true
+    send('call:state', { call_id: this.callId, state })
+  }
+
+  /** Frames decoded from every remote peer that sends video. */
+  async framesDecoded(): Promise<number[]> {
+    const out: number[] = []
+    for (const peer of this.peers.values()) {
+      let frames = 0
+      const stats = await peer.pc.getStats()
+      stats.forEach((r) => {
+        if (r.type === 'inbound-rtp' && r.kind === 'video') frames += r.framesDecoded ?? 0
+      })
+      out.push(frames)
+    }
+    return out
+  }
+
+  private async checkFirstMedia(): Promise<void> {
+    const frames = await this.framesDecoded()
+    if (frames.some((f) => f > 0)) {
+      if (!this.state.firstMedia) {
+        this.state.firstMedia = true
+        if (window.__cw && window.__cw.firstFrameAt === null) window.__cw.firstFrameAt = performance.now()
+        mark('first_frame')
+        this.reportOnce('first_media')
+      }
+      if (this.firstMediaTimer) clearInterval(this.firstMediaTimer)
+      this.firstMediaTimer = null
+    }
+  }
+
+  private async reportStats(): Promise<void> {
+    for (const peer of this.peers.values()) {
+      const stats = await peer.pc.getStats()
+      const out: Record<string, number | string | null> = { call_id: this.callId }
+      let lost = 0
+      let received = 0
+      let localCandidateId = ''
+      const candidates = new Map<string, string>()
+      stats.forEach((r) => {
+        if (r.type === 'candidate-pair' && r.nominated && r.state === 'succeeded') {
+          if (r.currentRoundTripTime !== undefined) out.rtt_ms = r.currentRoundTripTime * 1000
+          localCandidateId = r.localCandidateId
+        }
+        if (r.type === 'local-candidate') candidates.set(r.id, r.candidateType)
+        if (r.type === 'inbound-rtp') {
+          lost += r.packetsLost ?? 0
+          received += r.packetsReceived ?? 0
+          if (r.kind === 'video') {
+            out.frames_decoded = r.framesDecoded ?? 0
+            if (r.framesPerSecond !== undefined) out.fps = r.framesPerSecond
+            if (r.jitter !== undefined) out.jitter_ms = r.jitter * 1000
+            const prev = this.lastBytes.get(`${peer.pid}`)
+            const now = r.timestamp as number
+            if (prev && now > prev.at) {
+              out.bitrate_kbps = Math.max(0, ((r.bytesReceived - prev.bytes) * 8) / (now - prev.at))
+            }
+            this.lastBytes.set(`${peer.pid}`, { bytes: r.bytesReceived ?? 0, at: now })
+          }
+        }
+      })
+      if (received + lost > 0) out.packet_loss_pct = (100 * Math.max(0, lost)) / (received + Math.max(0, lost))
+      const type = candidates.get(localCandidateId)
+      if (type && ['host', 'srflx', 'prflx', 'relay'].includes(type)) out.candidate_type = type
+      if (peer.pc.connectionState === 'connected') send('call:stats', out)
+    }
+  }
+}
+
+const MEDIA_CONSTRAINTS: MediaStreamConstraints = {
+  video: { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 15 } },
+  audio: { echoCancellation: true, noiseSuppression: true },
+}
+let preacquired: Promise<MediaStream> | null = null
+
+/** Open the camera ahead of the call (while the point rings, while call next is on its way),
+ * so getUserMedia is off the set-up path. The next CallSession takes the stream. */
+export function preacquire(): void {
+  if (preacquired || !navigator.mediaDevices?.getUserMedia) return
+  preacquired = navigator.mediaDevices.getUserMedia(MEDIA_CONSTRAINTS)
+  preacquired.catch(() => undefined)
+}
+
+/** Nobody to talk to after all: close the camera opened ahead. */
+export function releasePreacquired(): void {
+  const p = takePreacquired()
+  p?.then((s) => s.getTracks().forEach((t) => t.stop())).catch(() => undefined)
+}
+
+function takePreacquired(): Promise<MediaStream> | null {
+  const p = preacquired
+  preacquired = null
+  return p
+}
+
+function problemOf(e: unknown): MediaProblem {
+  const name = e instanceof DOMException || e instanceof Error ? e.name : ''
+  if (name === 'PermissionDeniedError') return 'NotAllowedError'
+  if (name === 'DevicesNotFoundError') return 'NotFoundError'
+  if (name === 'TrackStartError') return 'NotReadableError'
+  const known: MediaProblem[] = ['NotAllowedError', 'NotFoundError', 'NotReadableError', 'OverconstrainedError', 'SecurityError']
+  return (known as string[]).includes(name) ? (name as MediaProblem) : 'Other'
+}
+
+// ---- a handle for tests and benchmarks (tests/e2e, bench/call_setup.py)
+
+declare global {
+  interface Window {
+    __cw?: {
+      session: CallSession | null
+      pcs: () => RTCPeerConnection[]
+      firstFrameAt: number | null
+      callNextAt: number | null
+      marks: Record<string, number>
+    }
+  }
+}
+
+/** Wall-clock marks of the set-up steps, read by bench/call_setup.py. */
+export function mark(name: string): void {
+  window.__cw ??= { session: null, pcs: () => [], firstFrameAt: null, callNextAt: null, marks: {} }
+  window.__cw.marks[name] = Date.now()
+}
+
+function expose(s: CallSession): void {
+  window.__cw ??= { session: null, pcs: () => [], firstFrameAt: null, callNextAt: null, marks: {} }
+  window.__cw.session = s
+  window.__cw.firstFrameAt = null
+  window.__cw.pcs = () => [...(window.__cw?.session as unknown as { peers: Map<number, Peer> })?.peers.values() ?? []].map((p) => p.pc)
+}

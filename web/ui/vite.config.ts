@@ -1,0 +1,22 @@
+import { defineConfig } from 'vite'
+import vue from '@vitejs/plugin-vue'
+
+// `npm run dev` proxies the API and the socket to a running `cloudwindow serve`
+// (CW_DEV_SERVER, default the local demo server).
+const backend = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.CW_DEV_SERVER ?? 'http://127.0.0.1:8080'
+
+export default defineConfig({
+  plugins: [vue()],
+  base: '/',
+  build: {
+    outDir: 'dist',
+    assetsDir: 'assets',
+    chunkSizeWarningLimit: 1500,
+  },
+  server: {
+    proxy: {
+      '/api': backend,
+      '/socket.io': { target: backend, ws: true },
+    },
+  },
+})
