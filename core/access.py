@@ -49,6 +49,7 @@ POLICY: dict[str, frozenset[Role]] = {
     # materials (who may see one is decided per case: participants and its line's supervisors)
     "material.upload": frozenset({R.community_worker, R.resident, R.clerk, R.admin}),
     "material.review": frozenset({R.clerk}),
+    "recording.play": frozenset({R.clerk, R.supervisor}),
     "material.view": frozenset(
         {R.community_worker, R.resident, R.clerk, R.expert, R.supervisor, R.admin}
     ),

@@ -110,6 +110,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The case is not finished yet; it can be rated once it is",
     ),
     "case.rated": ("该办件已评价", "This case has already been rated"),
+    "recording.disabled": ("本节点未启用录像", "Recording is not enabled on this node"),
+    "recording.busy": (
+        "录像通道已满，本次通话的录像出现缺口（已记录）",
+        "No recording slot is free; the gap is noted in the case",
+    ),
+    "recording.no_media": ("录像请求中没有音视频", "The recording offer carries no media"),
+    "recording.bad_offer": ("录像请求无效：{error}", "The recording offer is invalid: {error}"),
+    "recording.no_video": (
+        "本节点没有该参与方的录像视频，无法截图",
+        "This node is not recording that participant's video; no snapshot",
+    ),
+    "recording.snapshot_failed": ("截图失败：{error}", "The snapshot failed: {error}"),
+    "recording.required": (
+        "该事项或站点要求全程录像，不能停止",
+        "Recording is required for this item or site and cannot be stopped",
+    ),
     "case.closed": (
         "办件已办结，不能再修改材料",
         "The case is closed; its materials cannot change",

@@ -66,6 +66,8 @@ class Site(SQLModel, table=True):
     lat: float
     lng: float
     opening_hours: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # Every call at this site (or below it) is recorded, whatever the item says.
+    recording_required: bool = Field(default=False)
 
 
 class Department(SQLModel, table=True):
@@ -105,6 +107,8 @@ class ServiceItem(SQLModel, table=True):
     search_text: str = Field(default="", max_length=1000)
     remote_capable: bool = Field(default=True)
     retention_days: int = Field(default=1825)
+    # Calls for this item are recorded and a clerk cannot stop the recording.
+    recording_required: bool = Field(default=True)
     description: str = Field(default="", max_length=500)
     active: bool = Field(default=True)
 

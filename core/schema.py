@@ -16,6 +16,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def metadata() -> MetaData:
     """Import every models module so its tables register, then return the shared metadata."""
     import core.models  # noqa: F401
+    import media.models  # noqa: F401
     import outreach.models  # noqa: F401
     import scheduler.models  # noqa: F401
     import signaling.models  # noqa: F401

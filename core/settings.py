@@ -222,6 +222,31 @@ class Settings(BaseModel):
         description="Objects younger than this are never treated as orphans (uploads in flight).",
     )
 
+    # -- recording
+    recording_enabled: bool = Field(
+        True,
+        description=(
+            "Record calls on this node (each participant also sends to a recorder peer). "
+            "False only for nodes without disk or CPU for it; items that require recording then "
+            "show a recording gap in their case timeline."
+        ),
+    )
+    recording_segment_seconds: float = Field(
+        30.0, ge=2, le=600, description="Length of one recording segment file; a crash loses one."
+    )
+    recording_max_streams: int = Field(
+        40,
+        ge=1,
+        description="Participants this node records at once; above it new recordings are refused.",
+    )
+    recording_dir: Path | None = Field(
+        None,
+        description=(
+            "Where segments are written before they go to object storage. "
+            "Empty: <data_dir>/recordings."
+        ),
+    )
+
     # -- secrets and identity
     secret_key: str = Field(
         "",
@@ -291,6 +316,12 @@ class Settings(BaseModel):
     def origins(self) -> frozenset[str]:
         return frozenset(
             o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
+        )
+
+    @property
+    def recordings_dir(self) -> Path:
+        return (
+            self.recording_dir if self.recording_dir is not None else self.data_dir / "recordings"
         )
 
     @property

@@ -121,6 +121,27 @@ class CallTrack(Payload):
     active: StrictBool
 
 
+class RecorderOffer(Payload):
+    """My send-only offer to the node's recorder peer (complete: ICE gathered, no trickle)."""
+
+    call_id: int = Id
+    sdp: str = Field(min_length=10, max_length=MAX_SDP_BYTES)
+
+    @field_validator("sdp")
+    @classmethod
+    def _sdp_size(cls, v: str) -> str:
+        if len(v.encode()) > MAX_SDP_BYTES:
+            raise ValueError(f"at most {MAX_SDP_BYTES} bytes")
+        if not v.startswith("v=0"):
+            raise ValueError("an SDP starts with v=0")
+        return v
+
+
+class SnapshotIn(Payload):
+    call_id: int = Id
+    participant_id: int = Id
+
+
 class ExpertInviteIn(Payload):
     call_id: int = Id
     skill: str = Field(min_length=1, max_length=50)

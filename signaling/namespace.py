@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import socketio
 from pydantic import BaseModel, ValidationError
@@ -31,8 +31,12 @@ from core.models import Role
 from core.settings import Settings
 from signaling import events as ev
 from signaling import service as svc
-from signaling.models import PresenceStatus
+from signaling.models import Call, CallParticipant, PresenceStatus
 from signaling.registry import CallRegistry, MemoryRegistry, RedisRegistry
+
+if TYPE_CHECKING:
+    from media.service import Recordings
+    from uploads.service import Materials
 
 log = logging.getLogger("cloudwindow.signaling")
 
@@ -142,6 +146,9 @@ class Signaling:
         # ticket -> (position, eta) as last pushed from this node
         self.last_pushed: dict[int, tuple[int, int | None]] = {}
         self.tasks: list[asyncio.Task[None]] = []
+        # This node's recorder peers (set by the app; None in transport-only tests).
+        self.recordings: Recordings | None = None
+        self.materials: Materials | None = None
         # Handlers running now; shutdown waits for them so their writes are not lost.
         self.inflight: set[asyncio.Task[Any]] = set()
         self.sio.on("connect", self.on_connect)
@@ -324,8 +331,18 @@ class Signaling:
         for e in outbox.emits:
             await self.sio.emit(e.event, e.data, room=e.room)
         await self.registry.bump_lines(outbox.lines)
+        if self.recordings is not None:
+            # Recording ends with the participant or the call; this node's recorders only.
+            for call_id, pid in outbox.left:
+                await self.recordings.stop(call_id, pid, reason="left")
+            for call_id in outbox.ended:
+                await self.recordings.stop(call_id, reason="call_ended")
 
     async def join_rooms(self, sid: str, conn: Conn, join: svc.CallJoin) -> None:
+        if self.recordings is not None:
+            async with self.db.session() as session:
+                policy = await self.recordings.policy(session, join.call_id)
+            join.recording = policy.model_dump()
         conn.calls[join.call_id] = join.participant_id
         conn.generations[join.call_id] = join.generation
         await self.sio.enter_room(sid, svc.room_call(join.call_id))
@@ -654,6 +671,44 @@ async def h_track(sg: Signaling, sid: str, conn: Conn, p: ev.CallTrack) -> Any:
     return None
 
 
+async def h_recorder_offer(sg: Signaling, sid: str, conn: Conn, p: ev.RecorderOffer) -> Any:
+    pid = await sg.my_pid(conn, p.call_id)
+    if sg.recordings is None:
+        raise AppError("recording.disabled")
+    answer = await sg.recordings.offer(conn.principal, p.call_id, pid, p.sdp)
+    return {"sdp": answer}
+
+
+async def h_snapshot(sg: Signaling, sid: str, conn: Conn, p: ev.SnapshotIn) -> Any:
+    await sg.my_pid(conn, p.call_id)
+    if sg.recordings is None or sg.materials is None:
+        raise AppError("recording.no_video")
+    async with sg.db.session() as session:
+        call = await session.get(Call, p.call_id)
+        target = await session.get(CallParticipant, p.participant_id)
+        if call is None or call.case_id is None or target is None:
+            raise AppError("recording.no_video")
+        if target.call_id != p.call_id:
+            raise Forbidden("call.target")
+        case_id, subject = call.case_id, target.role
+    jpeg, _w, _h = await sg.recordings.snapshot(p.call_id, p.participant_id)
+    material = await sg.materials.add_snapshot(
+        conn.principal, case_id, jpeg, subject=SUBJECTS.get(subject, subject)
+    )
+    return material.model_dump(mode="json")
+
+
+async def h_recording_stop(sg: Signaling, sid: str, conn: Conn, p: ev.CallRef) -> Any:
+    await sg.my_pid(conn, p.call_id)
+    if sg.recordings is None:
+        return None
+    await sg.recordings.stop_by_clerk(conn.principal, p.call_id)
+    return None
+
+
+SUBJECTS = {"point": "服务点", "resident": "居民", "clerk": "窗口", "expert": "专家"}
+
+
 async def h_invite(sg: Signaling, sid: str, conn: Conn, p: ev.ExpertInviteIn) -> Any:
     pid = await sg.my_pid(conn, p.call_id)
     invite = await sg.run(
@@ -874,6 +929,44 @@ EVENTS: dict[str, EventSpec] = {
             CALL_ERRORS,
         ),
         EventSpec(
+            "recorder:offer",
+            ev.RecorderOffer,
+            "call.participate",
+            "Send my tracks to this node's recorder: a send-only offer with its ICE candidates "
+            "gathered (no trickle). The answer comes in the ack. Required of every participant "
+            "when the call's `recording.enabled` is true.",
+            h_recorder_offer,
+            "{sdp}",
+            (
+                *CALL_ERRORS,
+                "call.ended",
+                "recording.busy",
+                "recording.disabled",
+                "recording.bad_offer",
+                "recording.no_media",
+            ),
+        ),
+        EventSpec(
+            "recorder:snapshot",
+            ev.SnapshotIn,
+            "material.review",
+            "Capture a still of a participant's video (a keyframe, decoded alone) as a material "
+            "of the case.",
+            h_snapshot,
+            "Material",
+            (*CALL_ERRORS, "call.target", "recording.no_video", "recording.snapshot_failed"),
+        ),
+        EventSpec(
+            "recording:stop",
+            ev.CallRef,
+            "queue.serve",
+            "Stop recording this call where the item and site do not require it; every "
+            "participant is told and the timeline names the clerk.",
+            h_recording_stop,
+            "null",
+            (*CALL_ERRORS, "recording.required"),
+        ),
+        EventSpec(
             "expert:invite",
             ev.ExpertInviteIn,
             "queue.serve",
@@ -929,6 +1022,10 @@ SERVER_EVENTS: dict[str, tuple[str, str]] = {
         "{invite_id, call_id, skill, item_name, invited_by, expires_at}",
     ),
     "expert:invite_closed": ("experts with the skill", "{invite_id, accepted_by}"),
+    "recording:state": (
+        "the call",
+        "{call_id, participant_id, active, reason?} — show or hide the recording indicator",
+    ),
     "material:uploaded": (
         "the case's live call",
         "{call_id, case_id, material: Material} — a document arrived (upload, reuse, snapshot)",

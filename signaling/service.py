@@ -149,6 +149,8 @@ class CallJoin(BaseModel):
     ice_servers: list[dict[str, Any]]
     ticket_id: int | None
     case_id: int | None
+    # Filled in by the transport: {enabled, required} — every participant sees the notice.
+    recording: dict[str, bool] | None = None
 
 
 class LineStatus(BaseModel):

@@ -216,6 +216,26 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     server.stop()
 
 
+@pytest.fixture(params=("local", "s3"))
+def storage(request: pytest.FixtureRequest) -> str:
+    """Which object store a test runs on; tests that take it run on both."""
+    return request.param
+
+
+@pytest.fixture
+def storage_settings(storage: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if storage == "local":
+        return {"storage_backend": "local"}
+    server = request.getfixturevalue("s3_server")
+    return {
+        "storage_backend": "s3",
+        "s3_endpoint_url": server.endpoint,
+        "s3_access_key_id": server.access_key,
+        "s3_secret_access_key": server.secret_key,
+        "s3_bucket": f"cw-{uuid.uuid4().hex[:12]}",
+    }
+
+
 @pytest.fixture
 def pg_demo_url(templates: Templates) -> Iterator[str]:
     """A fresh PostgreSQL database with the demo district (for multi-process tests)."""

@@ -27,6 +27,7 @@ from core.db import Database, utcnow
 from core.errors import AppError, Conflict, Forbidden, Invalid, NotFound, TooLarge
 from core.models import Case, Role, ServiceItem
 from core.settings import Settings
+from media.models import RecordingSegment
 from signaling.models import Call, CallParticipant, CallStatus
 from uploads import inspect
 from uploads.checklist import (
@@ -67,7 +68,7 @@ class Unavailable(AppError):
 
 
 class SlotIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
     spec_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     filename: str = Field(default="", max_length=200)
     content_type: str = Field(min_length=3, max_length=100)
@@ -91,7 +92,7 @@ class SlotRead(BaseModel):
 
 
 class PartsIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     numbers: list[int] = Field(min_length=1, max_length=100)
 
 
@@ -107,18 +108,18 @@ class PartRead(BaseModel):
 
 
 class ReviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
     decision: Literal["accept", "reject"]
     reason: str = Field(default="", max_length=500)
 
 
 class RequestIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
     note: str = Field(default="", max_length=500)
 
 
 class ReuseIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     material_id: int = Field(ge=1, le=2**31 - 1)
     spec_id: int = Field(ge=1, le=2**31 - 1)
     consent: bool
@@ -901,6 +902,54 @@ class Materials:
         await self._emit(session, case_id, "material:uploaded", _payload(read))
         return read
 
+    # -- snapshots from the call's video
+
+    async def add_snapshot(
+        self, me: Principal, case_id: int, jpeg: bytes, *, subject: str, **kw: Any
+    ) -> MaterialRead:
+        """A still the clerk captured from a participant's video, kept like an upload."""
+        kw.setdefault("actor", me)
+        s = self.settings
+        async with self.db.session() as session:
+            case = await self._open_case(session, me, case_id)
+            retention = await self._retention(session, case)
+            resident_id = case.resident_id
+        clean = await asyncio.to_thread(
+            inspect.clean_image,
+            jpeg,
+            "image/jpeg",
+            max_pixels=s.image_max_pixels,
+            thumb_px=s.thumbnail_pixels,
+        )
+        key = new_key(retention, case_id, "jpg")
+        thumb = key.rsplit(".", 1)[0] + ".thumb.jpg"
+        await self._storage(self.store.put_bytes(key, clean.data, "image/jpeg"))
+        await self._storage(self.store.put_bytes(thumb, clean.thumbnail, "image/jpeg"))
+        now = utcnow()
+        async with self.db.session() as session:
+            material = Material(
+                case_id=case_id,
+                name=f"视频截图（{subject}）"[:100],
+                resident_id=resident_id,
+                key=key,
+                thumb_key=thumb,
+                content_type="image/jpeg",
+                size=len(clean.data),
+                sha256=clean.sha256,
+                width=clean.width,
+                height=clean.height,
+                filename=f"snapshot-{now:%Y%m%d-%H%M%S}.jpg",
+                status=MaterialStatus.pending,
+                source=MaterialSource.snapshot,
+                uploaded_by=me.staff_fk,
+                uploaded_at=now,
+                expires_at=now + dt.timedelta(days=retention),
+            )
+            read = await self._record(session, me, material, kw)
+            await session.commit()
+            await self._emit(session, case_id, "material:uploaded", _payload(read))
+        return read
+
     # -- retention and clean-up
 
     async def apply_retention_rules(self) -> bool:
@@ -920,6 +969,7 @@ class Materials:
         now = now or utcnow()
         report = SweepReport()
         await self._sweep_expired(now, report)
+        await self._sweep_expired_segments(now, report)
         await self._sweep_slots(now, report)
         await self._sweep_orphans(now, report)
         return report
@@ -974,6 +1024,36 @@ class Materials:
                     report.expired += 1
                 await session.commit()
 
+    async def _sweep_expired_segments(self, now: dt.datetime, report: SweepReport) -> None:
+        """Recording segments past their item's retention: object and row go, the audit stays."""
+        async with self.db.session() as session:
+            rows = list(
+                (
+                    await session.exec(
+                        select(RecordingSegment)
+                        .where(col(RecordingSegment.expires_at) < now)
+                        .limit(500)
+                    )
+                ).all()
+            )
+            for seg in rows:
+                try:
+                    await self.store.delete(seg.key)
+                except Exception as e:
+                    report.errors.append(f"segment {seg.id}: {e}")
+                    continue
+                audit.record(
+                    session,
+                    actor=None,
+                    action="recording.delete",
+                    target_type="recording",
+                    target_id=seg.recording_id,
+                    detail={"segment": seg.index, "sha256": seg.sha256, "reason": "retention"},
+                )
+                await session.delete(seg)
+                report.expired += 1
+            await session.commit()
+
     async def _sweep_slots(self, now: dt.datetime, report: SweepReport) -> None:
         async with self.db.session() as session:
             stale = list(
@@ -1013,6 +1093,8 @@ class Materials:
                 known.add(key)
                 if thumb:
                     known.add(thumb)
+            segments = await session.exec(select(RecordingSegment.key))
+            known.update(segments.all())
             open_slots = await session.exec(
                 select(UploadSlot.key).where(
                     col(UploadSlot.state).in_([s.value for s in OPEN_SLOT])

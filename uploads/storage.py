@@ -84,6 +84,7 @@ class ObjectStore(Protocol):
     async def read_head(self, key: str, length: int) -> bytes: ...
     async def get_bytes(self, key: str) -> bytes: ...
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+    async def put_file(self, key: str, path: Path, content_type: str) -> None: ...
     async def digest(self, key: str) -> tuple[str, int]: ...
     async def copy(self, src: str, dst: str) -> None: ...
     async def move(self, src: str, dst: str) -> None: ...
@@ -219,6 +220,22 @@ class LocalStore:
     async def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         path = self.path(key)
         await asyncio.to_thread(self._write_atomic, path, [data])
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        dst = self.path(key)
+
+        def run() -> None:
+            tmp = self.tmp / uuid.uuid4().hex
+            try:
+                shutil.copyfile(path, tmp)
+                with tmp.open("rb") as f:
+                    os.fsync(f.fileno())
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, dst)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+        await asyncio.to_thread(run)
 
     def _write_atomic(self, path: Path, chunks: list[bytes]) -> None:
         tmp = self.tmp / uuid.uuid4().hex
@@ -588,6 +605,16 @@ class S3Store:
             Key=key,
             Body=data,
             ContentType=content_type,
+        )
+
+    async def put_file(self, key: str, path: Path, content_type: str) -> None:
+        # upload_file switches to multipart for large files by itself.
+        await self.run(
+            self.client.upload_file,
+            str(path),
+            self.bucket,
+            key,
+            ExtraArgs={"ContentType": content_type},
         )
 
     async def digest(self, key: str) -> tuple[str, int]:

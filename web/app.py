@@ -14,6 +14,8 @@ from core.db import Database
 from core.pii import PiiCipher
 from core.settings import Settings
 from core.staff import Passwords
+from media import views as media_views
+from media.service import Recordings
 from outreach.sms import RecordingSmsGateway
 from scheduler import views as scheduler_views
 from signaling import views as signaling_views
@@ -35,6 +37,7 @@ def build_api() -> Api:
     scheduler_views.register(api)
     upload_views.register(api)
     signaling_views.register(api)
+    media_views.register(api)
     return api
 
 
@@ -81,7 +84,8 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _materials(app: web.Application) -> AsyncIterator[None]:
-    """The object store (after the secrets: local links are signed), and its sweep."""
+    """The object store (after the secrets: local links are signed), its sweep, and the
+    recorder peers that write into it."""
     s = app[keys.SETTINGS]
     store = build_store(s, await asyncio.to_thread(s.load_secret_key))
     await store.start()
@@ -93,11 +97,17 @@ async def _materials(app: web.Application) -> AsyncIterator[None]:
 
     materials.notify = notify
     app[keys.MATERIALS] = materials
+    signaling = app[keys.SIGNALING]
+    recordings = Recordings(s, app[keys.DB], store, signaling.node_id, notify)
+    app[keys.RECORDINGS] = recordings
+    signaling.materials, signaling.recordings = materials, recordings
     await materials.apply_retention_rules()
     sweeper = asyncio.create_task(_sweep_forever(materials, s.material_sweep_interval_seconds))
     yield
     sweeper.cancel()
     await asyncio.gather(sweeper, return_exceptions=True)
+    signaling.recordings = None
+    await recordings.close()  # finish and upload what is being recorded
     await store.close()
 
 

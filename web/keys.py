@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from core.pii import PiiCipher
     from core.settings import Settings
     from core.staff import Passwords
+    from media.service import Recordings
     from outreach.sms import SmsGateway
     from signaling.namespace import Signaling
     from uploads.service import Materials
@@ -27,6 +28,7 @@ API: web.AppKey[Api] = web.AppKey("api")
 SIGNALING: web.AppKey[Signaling] = web.AppKey("signaling")
 SMS: web.AppKey[SmsGateway] = web.AppKey("sms")
 MATERIALS: web.AppKey[Materials] = web.AppKey("materials")
+RECORDINGS: web.AppKey[Recordings] = web.AppKey("recordings")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

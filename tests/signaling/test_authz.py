@@ -48,6 +48,9 @@ PAYLOADS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "call:track": lambda e: {"call_id": 1, "stream_id": "cam", "kind": "camera", "active": True},
     "expert:invite": lambda e: {"call_id": 1, "skill": "社会救助政策"},
     "expert:accept": lambda e: {"invite_id": 1},
+    "recorder:offer": lambda e: {"call_id": 1, "sdp": "v=0 not a real offer"},
+    "recorder:snapshot": lambda e: {"call_id": 1, "participant_id": 1},
+    "recording:stop": lambda e: {"call_id": 1},
 }
 
 

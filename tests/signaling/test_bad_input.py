@@ -209,6 +209,33 @@ async def test_malformed_events_get_error_acks_and_change_nothing(
             "call.not_participant",
         ),
         (clerk, "expert:invite", {"call_id": b, "skill": "社会救助政策"}, "call.not_participant"),
+        # the recorder: someone else's call, a forged participant, a bad offer
+        (clerk, "recorder:offer", {"call_id": b, "sdp": "v=0 an offer"}, "call.not_participant"),
+        (worker, "recorder:offer", {"call_id": a, "sdp": 12345}, "validation"),
+        (worker, "recorder:offer", {"call_id": a, "sdp": "v=0"}, "validation"),
+        (worker, "recorder:offer", {"call_id": a, "sdp": "x" * 70_000}, "validation"),
+        (worker, "recorder:offer", {"call_id": a, "sdp": "not an sdp at all"}, "validation"),
+        (
+            worker,
+            "recorder:offer",
+            {"call_id": a, "sdp": "v=0\r\nno media lines"},
+            "recording.no_media",
+        ),
+        (clerk, "recorder:snapshot", {"call_id": b, "participant_id": 1}, "call.not_participant"),
+        (clerk, "recorder:snapshot", {"call_id": a, "participant_id": 0}, "validation"),
+        (
+            clerk,
+            "recorder:snapshot",
+            {"call_id": a, "participant_id": env["b_point"]},
+            "call.target",
+        ),
+        (
+            clerk,
+            "recorder:snapshot",
+            {"call_id": a, "participant_id": env["a_point"]},
+            "recording.no_video",
+        ),
+        (clerk, "recording:stop", {"call_id": b}, "call.not_participant"),
         # a participant of call A signalling into call B
         (
             clerk,

@@ -1,0 +1,44 @@
+"""HTTP routes of recordings: what was recorded for a case, and short-lived playback links."""
+
+from __future__ import annotations
+
+from media.service import LinkRead, RecordingRead, Recordings
+from web import keys
+from web.http import Api, Ctx
+
+V1 = "/api/v1"
+
+
+def _recordings(ctx: Ctx) -> Recordings:
+    return ctx.request.app[keys.RECORDINGS]
+
+
+async def list_recordings(ctx: Ctx) -> list[RecordingRead]:
+    return await _recordings(ctx).list_for_case(ctx.session, ctx.me, ctx.path_int("case_id"))
+
+
+async def segment_link(ctx: Ctx) -> LinkRead:
+    return await _recordings(ctx).link(
+        ctx.session, ctx.me, ctx.path_int("segment_id"), **ctx.audit_kw()
+    )
+
+
+def register(api: Api) -> None:
+    api.add(
+        "GET",
+        f"{V1}/cases/{{case_id:[0-9]+}}/recordings",
+        list_recordings,
+        summary="The case's call recordings: one per recorded participant, with its segments",
+        action="recording.play",
+        response=list[RecordingRead],
+        tags=("recordings",),
+    )
+    api.add(
+        "GET",
+        f"{V1}/recordings/segments/{{segment_id:[0-9]+}}/link",
+        segment_link,
+        summary="A short-lived link to play one recording segment (every playback is audited)",
+        action="recording.play",
+        response=LinkRead,
+        tags=("recordings",),
+    )
