@@ -49,5 +49,22 @@ def test_uploads_benchmark_quick_run_prints_every_figure() -> None:
     assert figures["s3_10MB"]["app_requests_per_upload"] == 2
 
 
+def test_recording_benchmark_quick_run_prints_both_figures() -> None:
+    proc = subprocess.run(
+        [sys.executable, "bench/recording.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    ours, stock = figures["compare"]["ours"], figures["compare"]["stock"]
+    assert ours["cpu_s_per_media_s"] > 0 and stock["cpu_s_per_media_s"] > 0
+    assert ours["undecodable"] == 0
+    assert figures["max_participants_without_loss"] >= 1
+
+
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWINDOW_")}
