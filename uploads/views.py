@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Literal
 from urllib.parse import quote
 
@@ -287,7 +288,7 @@ async def get_object(request: web.Request) -> web.StreamResponse:
     store = _local(request)
     params = _verify(store, "get", request)
     path = store.path(params["key"])
-    if not path.is_file():
+    if not await asyncio.to_thread(path.is_file):
         raise NotFound("文件", "File")
     name = params.get("name") or "document"
     return web.FileResponse(
