@@ -41,10 +41,17 @@ from tests.e2e.flow import FRAMES_JS, take_ticket  # noqa: E402
 from tests.e2e.server import Server  # noqa: E402
 
 TARGET_RATIO = 2.0
+VERBOSE = False
 
-# Sets window.__firstFrame to Date.now() when every peer connection decodes video.
+# Sets window.__firstFrame to Date.now() when every peer connection decodes video, and keeps
+# the page's long tasks (main thread busy > 50 ms) as [start, duration] in wall-clock ms.
 WATCH_JS = f"""() => {{
   window.__firstFrame = null;
+  window.__long = [];
+  if (window.__longObs) window.__longObs.disconnect();
+  window.__longObs = new PerformanceObserver(l => l.getEntries().forEach(e =>
+    window.__long.push([performance.timeOrigin + e.startTime, e.duration])));
+  window.__longObs.observe({{ type: 'longtask' }});
   const timer = setInterval(async () => {{
     const f = await ({FRAMES_JS})();
     if (f.length && f.every(n => n > 0)) {{
@@ -117,9 +124,25 @@ async def one_call(point: Any, clerk: Any, steps: dict[str, list[float]]) -> flo
     t1 = await point.wait_for_function("() => window.__firstFrame", timeout=30_000, polling=20)
     t2 = await clerk.wait_for_function("() => window.__firstFrame", timeout=30_000, polling=20)
     ms = max(await t1.json_value(), await t2.json_value()) - t0
+    end = max(await t1.json_value(), await t2.json_value())
     for side, page in (("clerk", clerk), ("point", point)):
         for name, at in (await page.evaluate(MARKS_JS)).items():
             steps.setdefault(f"{side}.{name}", []).append(at - t0)
+        busy = [(a, d) for a, d in await page.evaluate("() => window.__long") if a < end]
+        steps.setdefault(f"busy.{side}", []).append(sum(d for _, d in busy))
+        if VERBOSE:
+            marks = await page.evaluate(MARKS_JS)
+            print(
+                f"  {side}: "
+                + " ".join(
+                    f"{k}={v - t0:.0f}" for k, v in sorted(marks.items(), key=lambda x: x[1])
+                )
+                + " | long tasks "
+                + " ".join(f"{a - t0:.0f}+{d:.0f}" for a, d in busy),
+                file=sys.stderr,
+            )
+    if VERBOSE:
+        print(f"  total {end - t0:.0f} ms", file=sys.stderr)
     # Close the case outside the timing: returning needs no materials.
     await clerk.click("[data-test=outcome-returned]")
     await clerk.fill("#finish-reason", "bench")
@@ -177,10 +200,20 @@ async def main(runs: int) -> dict[str, Any]:
             # When each step happened after the click (p50 over the runs), to see where time goes.
             "steps_p50_ms": dict(
                 sorted(
-                    ((k, round(statistics.median(v))) for k, v in steps.items()),
+                    (
+                        (k, round(statistics.median(v)))
+                        for k, v in steps.items()
+                        if not k.startswith("busy.")
+                    ),
                     key=lambda kv: kv[1],
                 )
             ),
+            # Main-thread long tasks (> 50 ms) in each page between the click and video (p50).
+            "long_tasks_p50_ms": {
+                k.removeprefix("busy."): round(statistics.median(v))
+                for k, v in steps.items()
+                if k.startswith("busy.")
+            },
             "target_ratio_p50": TARGET_RATIO,
             "target_met": ratio <= TARGET_RATIO,
         }
@@ -191,7 +224,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="3 runs instead of 20")
     ap.add_argument("--runs", type=int, default=None, help="number of runs (default 20)")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print each run's steps")
     args = ap.parse_args()
+    VERBOSE = args.verbose
     n = args.runs or (3 if args.quick else 20)
     result = asyncio.run(main(n))
     r = result["call_setup"]

@@ -66,5 +66,23 @@ def test_recording_benchmark_quick_run_prints_both_figures() -> None:
     assert figures["max_participants_without_loss"] >= 1
 
 
+def test_call_setup_benchmark_quick_run_prints_ours_and_the_floor() -> None:
+    from tests.e2e.conftest import _require_tools
+
+    _require_tools()
+    proc = subprocess.run(
+        [sys.executable, "bench/call_setup.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_env(),
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    text = json.dumps(figures)
+    assert "floor" in text and "ratio" in text, text[:500]
+
+
 def _env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWINDOW_")}

@@ -49,3 +49,42 @@ async def wait_decoding(page: Any, peers: int = 1, within_ms: float = 20_000) ->
     """Wait until every remote peer's video has decoded frames; return the frame counts."""
     await page.wait_for_function(ALL_DECODING_JS, arg=peers, timeout=within_ms, polling=100)
     return await page.evaluate(FRAMES_JS)
+
+
+# The point's camera and microphone refused the way a browser refuses them (set before any
+# page script runs; `window.__denyMedia = null` lets them through again).
+DENY_MEDIA_JS = """(name) => {
+  window.__denyMedia = name;
+  const md = navigator.mediaDevices;
+  const real = md.getUserMedia.bind(md);
+  md.getUserMedia = async (c) => {
+    if (window.__denyMedia) throw new DOMException('refused in the test', window.__denyMedia);
+    return real(c);
+  };
+}"""
+
+
+async def frames(page: Any) -> list[int]:
+    return await page.evaluate(FRAMES_JS)
+
+
+async def wait_more_frames(page: Any, than: list[int], within_ms: float = 20_000) -> list[int]:
+    """Wait until every peer connection has decoded more frames than `than` (new video)."""
+    await page.wait_for_function(
+        f"""async (before) => {{
+          const f = await ({FRAMES_JS})();
+          return f.length >= before.length && f.every((n, i) => n > (before[i] ?? 0));
+        }}""",
+        arg=than,
+        timeout=within_ms,
+        polling=200,
+    )
+    return await frames(page)
+
+
+async def return_case(clerk: Any, reason: str = "测试结束") -> None:
+    """Close the clerk's current case without materials, so the next test starts clean."""
+    await clerk.click("[data-test=outcome-returned]")
+    await clerk.fill("#finish-reason", reason)
+    await clerk.click("[data-test=finish]")
+    await clerk.wait_for_selector("[data-test=call-next]:not([disabled])")

@@ -8,6 +8,7 @@ from typing import Any
 
 from tests.e2e.conftest import (
     DESKTOP,
+    SHOTS,
     TABLET_LANDSCAPE,
     TABLET_PORTRAIT,
     login,
@@ -90,6 +91,15 @@ async def test_call_with_video_and_outcome(browser: Any, server: Server) -> None
     await shoot(point, "point-in-call", TABLET)
     await shoot(clerk, "clerk-in-call", [DESKTOP])
 
+    # "Invite an expert" lists the skills experts have, with who is free.
+    await clerk.click("[data-test=skill]")
+    option = clerk.locator(".el-select-dropdown__item", has_text="社会救助政策")
+    await option.wait_for()
+    # No axe run on this one: Element Plus's open list is a scroll box that axe wants focusable,
+    # while the keyboard stays in the (axe-checked) input and moves the active option.
+    await clerk.screenshot(path=str(SHOTS / "clerk-expert-skills-1440x900.png"))
+    await clerk.keyboard.press("Escape")
+
     # Mute and camera toggles change state and label.
     await point.click("[data-test=mute]")
     assert await point.get_attribute("[data-test=mute]", "aria-pressed") == "true"
@@ -135,6 +145,7 @@ async def test_full_flow_with_materials_and_rating(
     await clerk.fill("#reject-reason", "照片模糊，请重拍")
     await clerk.click("[data-test=confirm-reject]")
     await c_reg.locator("[data-test=item-state][data-state=rejected]").wait_for()
+    await clerk.wait_for_selector(".el-overlay", state="hidden")  # the dialog has faded out
     await shoot(clerk, "clerk-review", [DESKTOP])
 
     # The point sees why, and uploads the rejected one again.

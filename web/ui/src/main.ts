@@ -1,6 +1,7 @@
 import { createApp } from 'vue'
-import ElementPlus from 'element-plus'
-import 'element-plus/dist/index.css'
+// Element Plus on demand: each component is imported where it is used (so pages carry only
+// their own), and only the styles of the components we use are loaded, here, before ours.
+import './element-styles'
 import './styles.css'
 import App from './App.vue'
 import { i18n } from './i18n'
@@ -12,4 +13,4 @@ applyPrefs((l) => {
   document.title = i18n.global.t('app.title')
 })
 
-createApp(App).use(i18n).use(router).use(ElementPlus).mount('#app')
+createApp(App).use(i18n).use(router).mount('#app')

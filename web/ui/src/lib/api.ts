@@ -203,7 +203,15 @@ export interface Case {
   updated_at: string
   closed_at: string | null
   note: string
+  rating?: Rating | null
   timeline: CaseEvent[]
+}
+
+export interface Rating {
+  case_id: number
+  score: number
+  comment: string
+  rated_at: string
 }
 
 export interface Material {

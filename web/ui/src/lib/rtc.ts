@@ -46,8 +46,9 @@ class Peer {
     public pid: number,
     public offerer: boolean,
     config: RTCConfiguration,
+    warm: RTCPeerConnection | null = null,
   ) {
-    this.pc = new RTCPeerConnection(config)
+    this.pc = warm ?? new RTCPeerConnection(config)
   }
 }
 
@@ -69,6 +70,9 @@ export class CallSession {
   })
   private join: CallJoin
   private peers = new Map<number, Peer>()
+  // Candidates relayed ahead of the offer they belong to (the server handles events
+  // concurrently, so a candidate may overtake its offer); used when the offer arrives.
+  private early = new Map<number, RTCIceCandidateInit[]>()
   private participants = new Map<number, Participant>()
   private offFns: (() => void)[] = []
   private statsTimer: number | null = null
@@ -83,6 +87,8 @@ export class CallSession {
   private signals: Promise<void> = Promise.resolve()
 
   constructor(join: CallJoin) {
+    this.launched = new Promise((resolve) => (this.launch = resolve))
+    this.negotiated = new Promise((resolve) => (this.negotiatedNow = resolve))
     this.join = join
     this.state.callId = join.call_id
     this.state.me = join.participant_id
@@ -97,18 +103,31 @@ export class CallSession {
 
   get reconnecting(): boolean {
     if (this.state.ended) return false
-    if (!link.connected || this.state.rejoining) return true
+    if (!link.connected || !link.online || this.state.rejoining) return true
     return this.state.remotes.some((r) => r.dropped || r.ice === 'disconnected' || r.ice === 'failed')
   }
+
+  /** Resolves once the offers are on their way (or cannot be yet: the camera is still being
+   * asked for). Pages switch to the call view after it, so rendering never delays the offer. */
+  readonly launched: Promise<void>
+  private launch: () => void = () => undefined
+  /** Resolves when the first offer/answer exchange is done (or the call is over): reads that
+   * can wait (the checklist) start then, so they do not compete with the set-up. */
+  readonly negotiated: Promise<void>
+  private negotiatedNow: () => void = () => undefined
 
   /** Get the camera and microphone, then offer to everyone already in the call. */
   async start(): Promise<void> {
     expose(this)
-    this.mediaReady = this.acquireMedia()
-    this.listen()
-    await this.mediaReady
-    for (const p of this.join.participants) {
-      if (p.id !== this.join.participant_id) await this.offer(p.id, false)
+    if (!preacquiredSettled()) this.launch() // a permission prompt: show the call view meanwhile
+    try {
+      this.mediaReady = this.acquireMedia()
+      this.listen()
+      await this.mediaReady
+      const others = this.join.participants.filter((p) => p.id !== this.join.participant_id)
+      await Promise.all(others.map((p) => this.offer(p.id, false, () => this.launch())))
+    } finally {
+      this.launch()
     }
     this.statsTimer = window.setInterval(() => void this.reportStats(), STATS_EVERY_MS)
     this.firstMediaTimer = window.setInterval(() => void this.checkFirstMedia(), 250)
@@ -144,6 +163,7 @@ export class CallSession {
         const stream = await navigator.mediaDevices.getUserMedia(c)
         this.state.local = markRaw(stream)
         this.state.mediaProblem = first ? problemOf(first) : null
+        if (!first) mediaCheck.problem = null
         this.attachLocalTracks()
         return
       } catch (e) {
@@ -214,6 +234,7 @@ export class CallSession {
   close(reason: string): void {
     if (this.closed) return
     this.closed = true
+    this.negotiatedNow()
     this.state.ended = reason
     for (const off of this.offFns) off()
     if (this.statsTimer) clearInterval(this.statsTimer)
@@ -236,6 +257,7 @@ export class CallSession {
       this.offFns.push(() => s.off(event, h))
     }
     on<SignalIn>('call:signal', (d) => {
+      if (d.kind === 'offer') mark('offer_arrived')
       this.signals = this.signals
         .then(() => this.mediaReady)
         .then(() => this.onSignal(d))
@@ -296,21 +318,16 @@ export class CallSession {
     return { iceServers: this.join.ice_servers ?? [] }
   }
 
-  private newPeer(pid: number, offerer: boolean): Peer {
+  private newPeer(pid: number, offerer: boolean, warm: RTCPeerConnection | null = null): Peer {
     this.dropPeer(pid)
-    const peer = new Peer(pid, offerer, this.config())
+    const peer = new Peer(pid, offerer, this.config(), warm)
+    peer.pending.push(...(this.early.get(pid) ?? []))
+    this.early.delete(pid)
     this.peers.set(pid, peer)
     const pc = peer.pc
     const remote = this.remote(pid)
     remote.stream = markRaw(peer.stream)
-    pc.onicecandidate = (e) => {
-      send('call:signal', {
-        call_id: this.callId,
-        to: pid,
-        kind: e.candidate ? 'candidate' : 'end_of_candidates',
-        candidate: e.candidate ? e.candidate.toJSON() : null,
-      })
-    }
+    pc.onicecandidate = (e) => this.sendCandidate(pid, e.candidate ? e.candidate.toJSON() : null)
     pc.ontrack = (e) => {
       if (!peer.stream.getTracks().includes(e.track)) peer.stream.addTrack(e.track)
       // A new MediaStream object makes <video> pick the track up again after renegotiation.
@@ -372,10 +389,22 @@ export class CallSession {
   }
 
   /** Offer to a participant: on the existing connection (ICE restart) or a new one. */
-  private async offer(pid: number, iceRestart: boolean): Promise<void> {
+  private async offer(pid: number, iceRestart: boolean, sent?: () => void): Promise<void> {
     let peer = this.peers.get(pid)
     const usable = peer && !['closed', 'failed'].includes(peer.pc.connectionState) && peer.offerer
     if (!peer || !usable) {
+      const warm = iceRestart ? null : await takeWarmPeer('offer', this.config(), this.state.local)
+      if (warm?.pc.localDescription) {
+        // Made while the tablet rang: the offer and the first candidates are ready to go.
+        peer = this.newPeer(pid, true, warm.pc)
+        const sdp = warm.pc.localDescription.sdp
+        mark('offer_sent')
+        const acked = this.signal(pid, 'offer', sdp, false)
+        for (const c of warm.candidates) this.sendCandidate(pid, c)
+        sent?.()
+        await acked
+        return
+      }
       peer = this.newPeer(pid, true)
       const local = this.state.local
       for (const kind of ['audio', 'video'] as const) {
@@ -384,16 +413,22 @@ export class CallSession {
         else peer.pc.addTransceiver(kind, { direction: 'recvonly' })
       }
     }
-    await this.sendOffer(peer, iceRestart)
+    await this.sendOffer(peer, iceRestart, sent)
   }
 
-  private async sendOffer(peer: Peer, iceRestart: boolean): Promise<void> {
+  private async sendOffer(peer: Peer, iceRestart: boolean, sent?: () => void): Promise<void> {
     const pc = peer.pc
     if (pc.signalingState !== 'stable') return
     const offer = await pc.createOffer({ iceRestart })
     await pc.setLocalDescription(offer)
     mark('offer_sent')
-    await this.signal(peer.pid, 'offer', pc.localDescription?.sdp ?? offer.sdp ?? '', iceRestart)
+    const acked = this.signal(peer.pid, 'offer', pc.localDescription?.sdp ?? offer.sdp ?? '', iceRestart)
+    sent?.()
+    await acked
+  }
+
+  private sendCandidate(to: number, c: RTCIceCandidateInit | null): void {
+    send('call:signal', { call_id: this.callId, to, kind: c ? 'candidate' : 'end_of_candidates', candidate: c })
   }
 
   private restartIce(peer: Peer): void {
@@ -408,6 +443,7 @@ export class CallSession {
   private async signal(to: number, kind: 'offer' | 'answer', sdp: string, iceRestart = false): Promise<void> {
     try {
       await call('call:signal', { call_id: this.callId, to, kind, sdp, ice_restart: iceRestart })
+      mark(`${kind}_acked`)
     } catch {
       /* the peer left; its participant_left event cleans up */
     }
@@ -419,7 +455,10 @@ export class CallSession {
       let peer = this.peers.get(d.from)
       const reuse =
         peer && !peer.offerer && peer.pc.connectionState !== 'closed' && peer.pc.signalingState === 'stable'
-      if (!peer || !reuse) peer = this.newPeer(d.from, false)
+      if (!peer || !reuse) {
+        const warm = peer ? null : await takeWarmPeer('answer', this.config(), this.state.local)
+        peer = this.newPeer(d.from, false, warm?.pc ?? null)
+      }
       try {
         await peer.pc.setRemoteDescription({ type: 'offer', sdp: d.sdp ?? '' })
       } catch {
@@ -427,6 +466,7 @@ export class CallSession {
         peer = this.newPeer(d.from, false)
         await peer.pc.setRemoteDescription({ type: 'offer', sdp: d.sdp ?? '' })
       }
+      mark('remote_set')
       const local = this.state.local
       if (local) {
         const sending = peer.pc.getSenders().map((s) => s.track)
@@ -436,16 +476,22 @@ export class CallSession {
       const answer = await peer.pc.createAnswer()
       await peer.pc.setLocalDescription(answer)
       mark('answer_sent')
+      // After the server acked the relay: our next reads must not queue behind it.
       await this.signal(d.from, 'answer', peer.pc.localDescription?.sdp ?? answer.sdp ?? '')
+      this.negotiatedNow()
     } else if (d.kind === 'answer') {
       const peer = this.peers.get(d.from)
       if (!peer || peer.pc.signalingState !== 'have-local-offer') return
       await peer.pc.setRemoteDescription({ type: 'answer', sdp: d.sdp ?? '' })
       mark('answer_set')
+      this.negotiatedNow()
       await this.flushCandidates(peer)
     } else if (d.kind === 'candidate' && d.candidate) {
       const peer = this.peers.get(d.from)
-      if (!peer) return
+      if (!peer) {
+        this.early.set(d.from, [...(this.early.get(d.from) ?? []), d.candidate])
+        return
+      }
       if (!peer.pc.remoteDescription) peer.pending.push(d.candidate)
       else await peer.pc.addIceCandidate(d.candidate).catch(() => undefined)
     }
@@ -536,17 +582,41 @@ const MEDIA_CONSTRAINTS: MediaStreamConstraints = {
   audio: { echoCancellation: true, noiseSuppression: true },
 }
 let preacquired: Promise<MediaStream> | null = null
+let settled = false
+/** What went wrong opening the camera ahead (shown while waiting, so it is fixed before the call). */
+export const mediaCheck = reactive({ problem: null as MediaProblem | null })
 
-/** Open the camera ahead of the call (while the point rings, while call next is on its way),
- * so getUserMedia is off the set-up path. The next CallSession takes the stream. */
+/** Open the camera ahead of the call (while the point rings, while the clerk waits for the next
+ * resident), so getUserMedia is off the set-up path. The next CallSession takes the stream. */
 export function preacquire(): void {
   if (preacquired || !navigator.mediaDevices?.getUserMedia) return
-  preacquired = navigator.mediaDevices.getUserMedia(MEDIA_CONSTRAINTS)
-  preacquired.catch(() => undefined)
+  settled = false
+  const p = navigator.mediaDevices.getUserMedia(MEDIA_CONSTRAINTS)
+  preacquired = p
+  p.then(
+    (stream) => {
+      settled = true
+      mediaCheck.problem = null
+      // The camera was unplugged or taken while we waited: open it again next time.
+      for (const t of stream.getTracks()) t.addEventListener('ended', () => preacquired === p && releasePreacquired())
+    },
+    (e: unknown) => {
+      settled = true
+      if (preacquired === p) mediaCheck.problem = problemOf(e)
+    },
+  )
 }
 
-/** Nobody to talk to after all: close the camera opened ahead. */
+/** "Try again" before the call: ask for the camera once more. */
+export function recheckMedia(): void {
+  releasePreacquired()
+  mediaCheck.problem = null
+  preacquire()
+}
+
+/** Nobody to talk to after all: close the camera opened ahead (and its warm connection). */
 export function releasePreacquired(): void {
+  releaseWarmPeer()
   const p = takePreacquired()
   p?.then((s) => s.getTracks().forEach((t) => t.stop())).catch(() => undefined)
 }
@@ -555,6 +625,86 @@ function takePreacquired(): Promise<MediaStream> | null {
   const p = preacquired
   preacquired = null
   return p
+}
+
+/** True unless a camera request is still open (a permission prompt, a slow device). */
+function preacquiredSettled(): boolean {
+  return !preacquired || settled
+}
+
+// ---- a peer connection made ahead of the call
+
+interface WarmPeer {
+  pc: RTCPeerConnection
+  role: 'offer' | 'answer'
+  servers: string
+  stream: Promise<MediaStream>
+  ready: Promise<boolean>
+  candidates: (RTCIceCandidateInit | null)[]
+}
+let warmPeer: WarmPeer | null = null
+
+const urlsOf = (servers: RTCIceServer[]) => JSON.stringify(servers.map((s) => s.urls))
+
+/** TURN credentials carry their expiry ("<unix seconds>:<user>"); ten minutes must be left. */
+function fresh(servers: RTCIceServer[]): boolean {
+  const soon = Date.now() / 1000 + 600
+  return servers.every((s) => !s.username || Number(s.username.split(':')[0]) > soon)
+}
+
+/** Build the peer connection of the coming call now, with the camera's tracks on it: as the
+ * offerer (the point, while it rings) the offer is made and ICE gathering starts; as the
+ * answerer (the clerk, before "call next") the connection only waits for the offer. */
+export function prewarmPeer(role: 'offer' | 'answer', iceServers: RTCIceServer[] | null | undefined): void {
+  if (warmPeer || !iceServers || !fresh(iceServers) || typeof RTCPeerConnection === 'undefined') return
+  preacquire()
+  const stream = preacquired
+  if (!stream) return
+  // The answerer gathers a candidate pool ahead, so its answer's candidates go out at once.
+  const pc = new RTCPeerConnection({ iceServers, iceCandidatePoolSize: role === 'answer' ? 1 : 0 })
+  const w: WarmPeer = { pc, role, servers: urlsOf(iceServers), stream, ready: Promise.resolve(false), candidates: [] }
+  pc.onicecandidate = (e) => w.candidates.push(e.candidate ? e.candidate.toJSON() : null)
+  w.ready = (async () => {
+    const media = await stream
+    for (const kind of ['audio', 'video'] as const) {
+      const track = media.getTracks().find((t) => t.kind === kind)
+      if (track) pc.addTrack(track, media)
+      else if (role === 'offer') pc.addTransceiver(kind, { direction: 'recvonly' })
+    }
+    if (role === 'offer') await pc.setLocalDescription(await pc.createOffer())
+    mark('warm')
+    return true
+  })().catch(() => false)
+  warmPeer = w
+}
+
+export function releaseWarmPeer(): void {
+  warmPeer?.pc.close()
+  warmPeer = null
+}
+
+/** The warm connection, if it suits this call: same role, same ICE servers, same camera. */
+async function takeWarmPeer(
+  role: 'offer' | 'answer',
+  config: RTCConfiguration,
+  local: MediaStream | null,
+): Promise<WarmPeer | null> {
+  const w = warmPeer
+  if (!w || w.role !== role) return null
+  warmPeer = null
+  const ok = await w.ready
+  const tracks = w.pc.getSenders().map((s) => s.track).filter(Boolean)
+  const same = ok && tracks.length > 0 && tracks.every((t) => local?.getTracks().includes(t as MediaStreamTrack))
+  if (!same || w.servers !== urlsOf(config.iceServers ?? []) || w.pc.signalingState === 'closed') {
+    w.pc.close()
+    return null
+  }
+  try {
+    w.pc.setConfiguration({ ...w.pc.getConfiguration(), iceServers: config.iceServers }) // fresher credentials
+  } catch {
+    /* the ones it was made with are still valid (fresh() checked) */
+  }
+  return w
 }
 
 function problemOf(e: unknown): MediaProblem {

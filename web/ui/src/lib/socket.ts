@@ -15,7 +15,11 @@ export class SocketError extends Error {
 
 type Ack = { ok: true; data: unknown } | { ok: false; error: { code: string; message: string; message_en?: string; details?: unknown } }
 
-export const link = reactive({ connected: false, everConnected: false, error: '' })
+export const link = reactive({ connected: false, everConnected: false, error: '', online: navigator.onLine })
+// The browser knows at once when the network goes (Wi-Fi lost); the socket only notices at its
+// next ping, so "reconnecting" shows from this signal too.
+window.addEventListener('offline', () => (link.online = false))
+window.addEventListener('online', () => (link.online = true))
 
 let socket: Socket | null = null
 const reconnectHandlers = new Set<(first: boolean) => void>()

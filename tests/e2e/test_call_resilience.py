@@ -1,0 +1,88 @@
+"""What goes wrong in the field: the tablet's network drops mid-call, the camera is refused,
+and the clerk working from the keyboard."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.e2e.conftest import DESKTOP, TABLET_LANDSCAPE, login, new_page, resident_id
+from tests.e2e.flow import (
+    DENY_MEDIA_JS,
+    frames,
+    return_case,
+    take_ticket,
+    wait_decoding,
+    wait_more_frames,
+)
+from tests.e2e.server import Server
+
+
+async def call_by_keyboard(point: Any, clerk: Any, number: str) -> None:
+    """The clerk presses N (the shortcut for "call next"); the point answers."""
+    row = clerk.locator("[data-test=queue-row]", has_text=number)
+    await row.wait_for()
+    await clerk.keyboard.press("n")
+    await clerk.wait_for_selector(f"[data-test=serving-number]:has-text('{number}')")
+    await point.click("[data-test=answer]")
+    await point.wait_for_selector("[data-test=checklist]")
+
+
+async def test_network_drop_mid_call_recovers(browser: Any, server: Server) -> None:
+    point = await new_page(browser, server, TABLET_LANDSCAPE)
+    clerk = await new_page(browser, server, DESKTOP)
+    await login(point, "worker", "/point")
+    await login(clerk, "clerk", "/clerk")
+    number = await take_ticket(point, resident_id(72))
+    await call_by_keyboard(point, clerk, number)
+    await wait_decoding(point)
+    await wait_decoding(clerk)
+
+    # The tablet loses its network for a few seconds.
+    await point.context.set_offline(True)
+    await point.wait_for_selector("[data-test=reconnecting]", timeout=5_000)
+    await point.wait_for_timeout(3_000)
+    before_point, before_clerk = await frames(point), await frames(clerk)
+    await point.context.set_offline(False)
+
+    # The socket comes back, the call is rejoined (resume token) and ICE restarts: the banner
+    # goes and new video frames arrive on both sides.
+    await point.wait_for_selector("[data-test=reconnecting]", state="detached", timeout=20_000)
+    await wait_more_frames(point, before_point)
+    await wait_more_frames(clerk, before_clerk)
+    assert await clerk.locator("[data-test=serving-number]").inner_text() == number
+
+    await return_case(clerk)
+    await point.click("[data-test=to-rating]")
+    await point.click("text=跳过")
+    await point.locator(".tl-kind").first.wait_for()
+    kinds = await point.locator(".tl-kind").evaluate_all("els => els.map(e => e.dataset.kind)")
+    assert "call.rejoined" in kinds, kinds  # the drop and the rejoin are on the record
+
+
+async def test_camera_refused_is_explained(browser: Any, server: Server) -> None:
+    point = await new_page(browser, server, TABLET_LANDSCAPE)
+    await point.add_init_script(f"({DENY_MEDIA_JS})('NotAllowedError')")
+    clerk = await new_page(browser, server, DESKTOP)
+    await login(point, "worker", "/point")
+    await login(clerk, "clerk", "/clerk")
+    number = await take_ticket(point, resident_id(66))
+
+    # While waiting: the camera is checked ahead, and the worker is told what to do.
+    problem = point.locator("[data-test=media-problem]")
+    await problem.wait_for()
+    assert await problem.get_attribute("data-problem") == "NotAllowedError"
+    text = await problem.inner_text()
+    assert "没有摄像头或麦克风权限" in text and "允许" in text and "重试" in text
+
+    # Answering anyway: the call connects, the point still sees the clerk, the explanation stays.
+    await call_by_keyboard(point, clerk, number)
+    await point.locator("[data-test=media-problem][data-problem=NotAllowedError]").wait_for()
+    await wait_decoding(point)
+
+    # Permission given, "try again": the camera comes on and the clerk sees the point.
+    await point.evaluate("() => { window.__denyMedia = null; }")
+    await point.click("[data-test=media-retry]")
+    await point.wait_for_selector("[data-test=media-problem]", state="detached")
+    await wait_decoding(clerk)
+
+    await return_case(clerk)
