@@ -12,7 +12,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import catalog, sites
-from core.access import Principal, require_site
+from core.access import Principal, require_site, site_in_scope
 from core.db import utcnow
 from core.errors import Conflict, Forbidden, Invalid, NotFound
 from core.models import (
@@ -22,6 +22,7 @@ from core.models import (
     CaseRating,
     CaseStatus,
     Resident,
+    Role,
     ServiceItem,
     Site,
 )
@@ -225,6 +226,15 @@ async def require_access(session: AsyncSession, principal: Principal, case: Case
         await require_site(session, principal, case.site_id)
     except Forbidden:
         raise NotFound(f"办件 {case.id}", f"Case {case.id}") from None
+
+
+async def supervises(session: AsyncSession, principal: Principal, case: Case) -> bool:
+    """A supervisor of the case's line, or of the site area it belongs to."""
+    if principal.role is not Role.supervisor:
+        return False
+    if case.line_id is not None and case.line_id in principal.line_ids:
+        return True
+    return await site_in_scope(session, principal, case.site_id)
 
 
 async def read(*, session: AsyncSession, case: Case, timeline: bool = True) -> CaseRead:

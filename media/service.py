@@ -25,7 +25,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import audit, cases
-from core.access import Principal, require_site
+from core.access import Principal
 from core.db import Database, utcnow
 from core.errors import AppError, Conflict, Forbidden, NotFound
 from core.models import Case, Role, ServiceItem, Site
@@ -35,6 +35,7 @@ from media.models import Recording, RecordingSegment, RecordingStatus
 from media.recorder import Recorder, RecordingSlot, RecordingSlots, RecordingSlotsFull, Segment
 from media.snapshot import SnapshotError, take_snapshot
 from signaling.models import Call, CallParticipant, CallStatus
+from signaling.service import was_in_call
 from uploads.storage import ObjectStore, new_key
 
 log = logging.getLogger("cloudwindow.recording")
@@ -509,27 +510,14 @@ class Recordings:
 
 async def require_playback(session: AsyncSession, me: Principal, case: Case) -> None:
     """Clerks of the case (its line, or in one of its calls) and supervisors of its area."""
-    nf = NotFound(f"办件 {case.id}", f"Case {case.id}")
-    if me.role is Role.supervisor:
+    if await cases.supervises(session, me, case):
+        return
+    if me.role is Role.clerk:
         if case.line_id is not None and case.line_id in me.line_ids:
             return
-        try:
-            await require_site(session, me, case.site_id)
+        if await was_in_call(session, me, case.id or 0):
             return
-        except Forbidden:
-            raise nf from None
-    if me.role is not Role.clerk:
-        raise nf
-    if case.line_id is not None and case.line_id in me.line_ids:
-        return
-    was_there = await session.exec(
-        select(CallParticipant.id)
-        .join(Call, col(Call.id) == col(CallParticipant.call_id))
-        .where(Call.case_id == case.id, CallParticipant.staff_id == me.staff_id)
-        .limit(1)
-    )
-    if was_there.first() is None:
-        raise nf
+    raise NotFound(f"办件 {case.id}", f"Case {case.id}")
 
 
 async def _site_requires(session: AsyncSession, site_id: int) -> bool:

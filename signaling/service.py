@@ -784,6 +784,20 @@ async def finish(
 # -- calls
 
 
+async def was_in_call(session: AsyncSession, principal: Principal, case_id: int) -> bool:
+    """Whether the principal took part in any call of the case (as staff or as the resident)."""
+    q = (
+        select(CallParticipant.id)
+        .join(Call, col(Call.id) == col(CallParticipant.call_id))
+        .where(Call.case_id == case_id)
+    )
+    if principal.is_resident:
+        q = q.where(CallParticipant.resident_id == principal.resident_id)
+    else:
+        q = q.where(CallParticipant.staff_id == principal.staff_id)
+    return (await session.exec(q.limit(1))).first() is not None
+
+
 def ice_servers(
     settings: Settings, user: str, now: dt.datetime | None = None
 ) -> list[dict[str, Any]]:

@@ -22,13 +22,14 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import audit, cases
-from core.access import Principal, can, require_site
+from core.access import Principal, can
 from core.db import Database, utcnow
 from core.errors import AppError, Conflict, Forbidden, Invalid, NotFound, TooLarge
 from core.models import Case, Role, ServiceItem
 from core.settings import Settings
 from media.models import RecordingSegment
-from signaling.models import Call, CallParticipant, CallStatus
+from signaling.models import Call, CallStatus
+from signaling.service import was_in_call
 from uploads import inspect
 from uploads.checklist import (
     Checklist,
@@ -189,25 +190,13 @@ class Materials:
             raise Conflict("case.closed")
         return case
 
-    async def _is_participant(self, session: AsyncSession, me: Principal, case: Case) -> bool:
-        q = (
-            select(CallParticipant.id)
-            .join(Call, col(Call.id) == col(CallParticipant.call_id))
-            .where(Call.case_id == case.id)
-        )
-        if me.is_resident:
-            q = q.where(CallParticipant.resident_id == me.resident_id)
-        else:
-            q = q.where(CallParticipant.staff_id == me.staff_id)
-        return (await session.exec(q.limit(1))).first() is not None
-
     async def _require_reviewer(self, session: AsyncSession, me: Principal, case: Case) -> None:
         """The clerk of the case's line, or a clerk in one of its calls (after a transfer)."""
         if me.role is not Role.clerk:
             raise Forbidden("forbidden_role")
         if case.line_id is not None and case.line_id in me.line_ids:
             return
-        if not await self._is_participant(session, me, case):
+        if not await was_in_call(session, me, case.id or 0):
             raise _case_nf(case.id or 0)
 
     async def _require_viewer(self, session: AsyncSession, me: Principal, case: Case) -> None:
@@ -222,16 +211,12 @@ class Materials:
         if case.created_by == me.staff_id:
             return
         if me.role is Role.supervisor:
-            if case.line_id is not None and case.line_id in me.line_ids:
+            if await cases.supervises(session, me, case):
                 return
-            try:
-                await require_site(session, me, case.site_id)
-                return
-            except Forbidden:
-                raise nf from None
+            raise nf
         if me.role is Role.clerk and case.line_id is not None and case.line_id in me.line_ids:
             return
-        if await self._is_participant(session, me, case):
+        if await was_in_call(session, me, case.id or 0):
             return
         uploaded = await session.exec(
             select(Material.id)
@@ -457,7 +442,10 @@ class Materials:
         # 3. Record it; only now does the material exist.
         async with self.db.session() as session:
             now = utcnow()
-            material = Material(
+            material = _new_material(
+                me,
+                now=now,
+                retention=retention,
                 case_id=case_id,
                 spec_id=spec.id if spec else None,
                 name=spec.name if spec else (filename or "其他材料")[:100],
@@ -471,12 +459,7 @@ class Materials:
                 width=stored.width,
                 height=stored.height,
                 filename=filename,
-                status=MaterialStatus.pending,
                 source=MaterialSource.upload,
-                uploaded_by=me.staff_fk,
-                uploaded_by_resident=me.resident_id,
-                uploaded_at=now,
-                expires_at=now + dt.timedelta(days=retention),
             )
             read = await self._record(session, me, material, kw)
             await session.exec(
@@ -875,7 +858,10 @@ class Materials:
             await self.store.delete(key)
             raise Unavailable() from None
         now = utcnow()
-        material = Material(
+        material = _new_material(
+            me,
+            now=now,
+            retention=retention,
             case_id=case_id,
             spec_id=spec.id,
             name=spec.name,
@@ -888,14 +874,9 @@ class Materials:
             width=src.width,
             height=src.height,
             filename=src.filename,
-            status=MaterialStatus.pending,
             source=MaterialSource.reuse,
             reused_from=src.id,
             consent_at=now,
-            uploaded_by=me.staff_fk,
-            uploaded_by_resident=me.resident_id,
-            uploaded_at=now,
-            expires_at=now + dt.timedelta(days=retention),
         )
         read = await self._record(session, me, material, kw)
         await session.commit()
@@ -927,7 +908,10 @@ class Materials:
         await self._storage(self.store.put_bytes(thumb, clean.thumbnail, "image/jpeg"))
         now = utcnow()
         async with self.db.session() as session:
-            material = Material(
+            material = _new_material(
+                me,
+                now=now,
+                retention=retention,
                 case_id=case_id,
                 name=f"视频截图（{subject}）"[:100],
                 resident_id=resident_id,
@@ -939,11 +923,7 @@ class Materials:
                 width=clean.width,
                 height=clean.height,
                 filename=f"snapshot-{now:%Y%m%d-%H%M%S}.jpg",
-                status=MaterialStatus.pending,
                 source=MaterialSource.snapshot,
-                uploaded_by=me.staff_fk,
-                uploaded_at=now,
-                expires_at=now + dt.timedelta(days=retention),
             )
             read = await self._record(session, me, material, kw)
             await session.commit()
@@ -1141,6 +1121,18 @@ class _Retry(Exception):
     def __init__(self, error: AppError) -> None:
         super().__init__(error.code)
         self.error = error
+
+
+def _new_material(me: Principal, *, now: dt.datetime, retention: int, **fields: Any) -> Material:
+    """A material waiting for the clerk, stored by `me` now, kept for the item's retention."""
+    return Material(
+        status=MaterialStatus.pending,
+        uploaded_by=me.staff_fk,
+        uploaded_by_resident=me.resident_id,
+        uploaded_at=now,
+        expires_at=now + dt.timedelta(days=retention),
+        **fields,
+    )
 
 
 def _payload(read: MaterialRead) -> dict[str, Any]:
