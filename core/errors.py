@@ -122,6 +122,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "This node is not recording that participant's video; no snapshot",
     ),
     "recording.snapshot_failed": ("截图失败：{error}", "The snapshot failed: {error}"),
+    "recording.stopped": (
+        "窗口人员已停止本次通话的录像",
+        "A clerk stopped recording this call",
+    ),
     "recording.required": (
         "该事项或站点要求全程录像，不能停止",
         "Recording is required for this item or site and cannot be stopped",

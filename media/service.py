@@ -21,6 +21,7 @@ from typing import Any
 
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from pydantic import BaseModel
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -50,6 +51,7 @@ class RecordingPolicy(BaseModel):
 
     enabled: bool
     required: bool
+    stopped: bool = False  # a clerk stopped it for the rest of this call
 
 
 class SegmentRead(BaseModel):
@@ -145,7 +147,12 @@ class Recordings:
             required = bool(item and item.recording_required) or await _site_requires(
                 session, case.site_id
             )
-        return RecordingPolicy(enabled=self.settings.recording_enabled, required=required)
+        stopped = call is not None and call.recording_stopped_at is not None
+        return RecordingPolicy(
+            enabled=self.settings.recording_enabled and not stopped,
+            required=required,
+            stopped=stopped,
+        )
 
     # -- the recorder peer
 
@@ -160,6 +167,8 @@ class Recordings:
             call = await session.get(Call, call_id)
             if call is None or call.status == CallStatus.ended:
                 raise Conflict("call.ended")
+            if call.recording_stopped_at is not None:
+                raise AppError("recording.stopped")
             part = await session.get(CallParticipant, pid)
             if part is None or part.call_id != call_id:
                 raise Forbidden("call.not_participant")
@@ -394,8 +403,15 @@ class Recordings:
         """A clerk may stop recording only where it is not required; everyone is told."""
         async with self.db.session() as session:
             policy = await self.policy(session, call_id)
-        if policy.required:
-            raise Forbidden("recording.required")
+            if policy.required:
+                raise Forbidden("recording.required")
+            # Remembered on the call: a rejoin or a late joiner is not recorded either.
+            await session.exec(
+                update(Call)  # type: ignore[call-overload]
+                .where(col(Call.id) == call_id, col(Call.recording_stopped_at).is_(None))
+                .values(recording_stopped_at=utcnow(), recording_stopped_by=me.staff_fk)
+            )
+            await session.commit()
         await self.stop(call_id, reason="stopped_by_clerk", actor=me)
 
     async def snapshot(self, call_id: int, pid: int) -> tuple[bytes, int, int]:

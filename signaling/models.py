@@ -120,6 +120,10 @@ class Call(SQLModel, table=True):
     ended_at: dt.datetime | None = _opt_ts()
     end_reason: str = Field(default="", max_length=32)
     quality: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # A clerk stopped the recording (allowed only where it is not required): it stays stopped
+    # for the rest of the call, for late joiners and rejoins too.
+    recording_stopped_at: dt.datetime | None = _opt_ts()
+    recording_stopped_by: int | None = Field(default=None, foreign_key="staff.id")
 
 
 class CallParticipant(SQLModel, table=True):

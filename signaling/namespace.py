@@ -944,6 +944,7 @@ EVENTS: dict[str, EventSpec] = {
                 "recording.disabled",
                 "recording.bad_offer",
                 "recording.no_media",
+                "recording.stopped",
             ),
         ),
         EventSpec(

@@ -52,7 +52,8 @@ def _require_tools() -> None:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     _require_tools()
-    srv = Server(tmp_path_factory.mktemp("e2e"))
+    # Short recording segments, so a call of a few seconds has finished segments to play.
+    srv = Server(tmp_path_factory.mktemp("e2e"), recording_segment_seconds="2")
     srv.start()
     try:
         asyncio.run(srv.ready())

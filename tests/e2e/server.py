@@ -16,7 +16,8 @@ __all__ = ["ROOT", "Server"]
 
 
 class Server:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **settings: str) -> None:
+        """`settings`: extra CLOUDWINDOW_* variables, e.g. RECORDING_SEGMENT_SECONDS="2"."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = data_dir / "server.log"
@@ -32,6 +33,7 @@ class Server:
             # Logins of many tests come from one address within minutes.
             CLOUDWINDOW_LOGIN_MAX_FAILURES_PER_IP="1000",
         )
+        self.env.update({f"CLOUDWINDOW_{k.upper()}": v for k, v in settings.items()})
         self.proc: subprocess.Popen[bytes] | None = None
 
     def cli(self, *args: str) -> None:

@@ -51,6 +51,15 @@ async def test_network_drop_mid_call_recovers(browser: Any, server: Server) -> N
     await wait_more_frames(clerk, before_clerk)
     assert await clerk.locator("[data-test=serving-number]").inner_text() == number
 
+    # After the rejoin the point sends the recorder a new offer: its recording goes on in a new
+    # piece (its first offer, if it went out while the network was down, was refused).
+    case_id = await clerk.evaluate("() => window.__cw.session.state.caseId")
+    await point.wait_for_function("() => window.__cw.session.state.recorder === 'sending'")
+    timeline = (await (await clerk.request.get(f"/api/v1/cases/{case_id}")).json())["timeline"]
+    rejoined = max(e["at"] for e in timeline if e["kind"] == "call.rejoined")
+    started = [e for e in timeline if e["kind"] == "recording.started"]
+    assert any(e["data"]["role"] == "point" and e["at"] > rejoined for e in started), started
+
     await return_case(clerk)
     await point.click("[data-test=to-rating]")
     await point.click("text=跳过")
@@ -85,4 +94,43 @@ async def test_camera_refused_is_explained(browser: Any, server: Server) -> None
     await point.wait_for_selector("[data-test=media-problem]", state="detached")
     await wait_decoding(clerk)
 
+    await return_case(clerk)
+
+
+# The point's recorder connection cannot be set up (as when the recorder is out of reach);
+# the attempts are counted. Its main peer connections are left alone.
+NO_RECORDER_JS = """() => {
+  window.__recorderOffers = 0;
+  const real = RTCPeerConnection.prototype.createOffer;
+  RTCPeerConnection.prototype.createOffer = function (...args) {
+    if (this.getConfiguration().bundlePolicy === 'max-bundle') {
+      window.__recorderOffers += 1;
+      return Promise.reject(new DOMException('no recorder in the test', 'OperationError'));
+    }
+    return real.apply(this, args);
+  };
+}"""
+
+
+async def test_recorder_out_of_reach_leaves_the_call_alone(browser: Any, server: Server) -> None:
+    point = await new_page(browser, server, TABLET_LANDSCAPE)
+    await point.add_init_script(f"({NO_RECORDER_JS})()")
+    clerk = await new_page(browser, server, DESKTOP)
+    await login(point, "worker", "/point")
+    await login(clerk, "clerk", "/clerk")
+    number = await take_ticket(point, resident_id(70))
+    await call_by_keyboard(point, clerk, number)
+    await wait_decoding(point)
+    await wait_decoding(clerk)
+
+    # The point says so quietly and tries once more a few seconds later; the clerk still records.
+    await point.locator("[data-test=rec-indicator][data-state=interrupted]").wait_for()
+    assert "录像中断" in await point.locator("[data-test=rec-indicator]").inner_text()
+    await clerk.locator("[data-test=rec-indicator][data-state=active]").wait_for()
+    await point.wait_for_function("() => window.__recorderOffers === 2", timeout=10_000)
+
+    # The call goes on: new video both ways, and no third attempt.
+    await wait_more_frames(point, await frames(point))
+    await wait_more_frames(clerk, await frames(clerk))
+    assert await point.evaluate("() => window.__recorderOffers") == 2
     await return_case(clerk)

@@ -35,7 +35,7 @@ def document_photo(tmp: Path, name: str) -> Path:
     return path
 
 
-async def start_call(browser: Any, server: Server) -> tuple[Any, Any, str]:
+async def start_call(browser: Any, server: Server, *, shots: bool = True) -> tuple[Any, Any, str]:
     """Point takes a 高龄 ticket, the clerk calls it, the point answers; both decode video."""
     point = await new_page(browser, server, TABLET_LANDSCAPE)
     clerk = await new_page(browser, server, DESKTOP)
@@ -44,18 +44,21 @@ async def start_call(browser: Any, server: Server) -> tuple[Any, Any, str]:
     number = await take_ticket(point, resident_id(84))
     assert re.fullmatch(r"M\d{3}", number)
     await point.wait_for_selector("[data-test=position]:text-matches('^[0-9]+$')")
-    await shoot(point, "point-waiting", TABLET)
+    if shots:
+        await shoot(point, "point-waiting", TABLET)
 
     # The clerk's queue shows the ticket live, with its priority mark (84 years old).
     row = clerk.locator("[data-test=queue-row]", has_text=number)
     await row.wait_for()
     assert "80" in await row.inner_text()
-    await shoot(clerk, "clerk-queue", [DESKTOP])
+    if shots:
+        await shoot(clerk, "clerk-queue", [DESKTOP])
     await clerk.click("[data-test=call-next]")
     await clerk.wait_for_selector(f"[data-test=serving-number]:has-text('{number}')")
 
     await point.wait_for_selector("[data-test=ringing]")
-    await shoot(point, "point-ringing", TABLET)
+    if shots:
+        await shoot(point, "point-ringing", TABLET)
     await point.click("[data-test=answer]")
     await point.wait_for_selector("[data-test=checklist]")
 
@@ -88,6 +91,9 @@ async def finish_and_rate(point: Any, clerk: Any, *, outcome: str, rate: bool) -
 async def test_call_with_video_and_outcome(browser: Any, server: Server) -> None:
     """Everything except the materials API: ticket, live queue, video both ways, finish."""
     point, clerk, _number = await start_call(browser, server)
+    # Both sides are told the call is recorded, and see it being recorded (docs/recording.md).
+    for page in (point, clerk):
+        await page.locator("[data-test=rec-indicator][data-state=active]").wait_for()
     await shoot(point, "point-in-call", TABLET)
     await shoot(clerk, "clerk-in-call", [DESKTOP])
 

@@ -225,6 +225,17 @@ async def test_recording_policy_a_clerk_cannot_silently_stop_it(sock: Any, clien
     assert stopped[0]["data"]["reason"] == "stopped_by_clerk"
     assert stopped[0]["actor_id"] == clerk.user.me["id"]
     await sender.pc.close()
+    # It stays stopped: a new offer (a rejoin, a late joiner) is refused and joins say so.
+    again = Participant(video_frames=10**6, audio=False, width=160, height=120)
+    await again.pc.setLocalDescription(await again.pc.createOffer())
+    err = await worker.err(
+        "recorder:offer", {"call_id": call_id, "sdp": again.pc.localDescription.sdp}
+    )
+    assert err["code"] == "recording.stopped"
+    await again.pc.close()
+    async with client.app[keys.DB].session() as s:
+        policy = await client.app[keys.RECORDINGS].policy(s, call_id)
+    assert (policy.enabled, policy.stopped) == (False, True)
 
 
 async def test_join_tells_every_participant_the_call_is_recorded(sock: Any) -> None:
@@ -234,8 +245,8 @@ async def test_join_tells_every_participant_the_call_is_recorded(sock: Any) -> N
     called = await clerk.ok("queue:call_next")
     answered = await worker.ok("ticket:answer", {"ticket_id": ticket["id"]})
     # Both join acks carry the notice the UI shows: recorded, and the clerk cannot stop it.
-    assert called["call"]["recording"] == {"enabled": True, "required": True}
-    assert answered["call"]["recording"] == {"enabled": True, "required": True}
+    assert called["call"]["recording"] == {"enabled": True, "required": True, "stopped": False}
+    assert answered["call"]["recording"] == {"enabled": True, "required": True, "stopped": False}
 
 
 async def test_no_free_recording_slot_is_a_noted_gap_not_a_failed_call(

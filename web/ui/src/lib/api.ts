@@ -250,3 +250,28 @@ export interface Checklist {
   items: ChecklistItem[]
   extras: Material[]
 }
+
+export interface RecordingSegment {
+  id: number
+  index: number
+  content_type: string
+  size: number
+  duration: number
+  started_at: string
+  ended_at: string
+}
+
+export interface Recording {
+  id: number
+  call_id: number
+  case_id: number | null
+  participant_id: number
+  role: string
+  status: 'recording' | 'finished' | 'failed'
+  codecs: string[]
+  started_at: string
+  ended_at: string | null
+  duration: number
+  error: string
+  segments: RecordingSegment[]
+}

@@ -2,7 +2,9 @@
 // over the socket following docs/protocol.md ("whoever joins offers"), trickle ICE, ICE restart
 // and rejoining after the socket drops.
 import { reactive, markRaw } from 'vue'
-import { call, getSocket, link, send, SocketError, type CallJoin, type Participant } from './socket'
+import { call, getSocket, link, send, SocketError, type CallJoin, type Participant, type RecordingPolicy, type RecordingState } from './socket'
+import type { Material } from './api'
+import { RecorderLink, type RecorderStatus } from './recorder'
 
 export type MediaProblem =
   | 'NotAllowedError'
@@ -36,6 +38,17 @@ export interface RemotePeer {
 const DISCONNECTED_GRACE_MS = 4000
 // call:stats every few seconds (docs/protocol.md step 5); cheap, and enough for the call log.
 const STATS_EVERY_MS = 5000
+// The recorder connection starts once the call is set up (first video, or at most this long
+// after the offer/answer), so its offer, ICE and second video encoder never slow the set-up.
+const RECORDER_AFTER_NEGOTIATION_MS = 3000
+// ...and this long after my first video frame: the other side's first frame usually comes
+// within a few hundred ms of mine (bench/call_setup.py steps), and the recorder's offer, the
+// node's answer and a second video encoder must not compete with it.
+const RECORDER_SETTLE_MS = 1000
+// A participant alone in the call (the clerk while the point rings) starts it after this long.
+const RECORDER_ALONE_MS = 5000
+// Restarts of several peer connections at once (a network change) make one new piece.
+const RECORDER_RESTART_DEBOUNCE_MS = 1000
 
 class Peer {
   pc: RTCPeerConnection
@@ -67,6 +80,14 @@ export class CallSession {
     ended: '' as string,
     connectedOnce: false,
     firstMedia: false,
+    // Recording (docs/recording.md): the policy from the join ack, who is being recorded now
+    // (from recording:state), why the last recording stopped, and my own recorder connection.
+    recording: { enabled: false, required: false },
+    recActive: {} as Record<number, boolean>,
+    recStopReason: '' as string,
+    recHalted: false,
+    recorder: 'idle' as RecorderStatus,
+    recorderError: '' as string,
   })
   private join: CallJoin
   private peers = new Map<number, Peer>()
@@ -85,11 +106,26 @@ export class CallSession {
   // renegotiate.
   private mediaReady: Promise<void> = Promise.resolve()
   private signals: Promise<void> = Promise.resolve()
+  private recorder: RecorderLink
+  private recorderStarted = false
+  private recorderRestart: number | null = null
+  private firstMediaSeen: Promise<void>
+  private firstMediaNow: () => void = () => undefined
 
   constructor(join: CallJoin) {
     this.launched = new Promise((resolve) => (this.launch = resolve))
     this.negotiated = new Promise((resolve) => (this.negotiatedNow = resolve))
+    this.firstMediaSeen = new Promise((resolve) => (this.firstMediaNow = resolve))
     this.join = join
+    this.applyPolicy(join.recording)
+    this.recorder = new RecorderLink(
+      () => this.callId,
+      () => this.config(),
+      (status, code) => {
+        this.state.recorder = status
+        this.state.recorderError = status === 'failed' ? (code ?? '') : ''
+      },
+    )
     this.state.callId = join.call_id
     this.state.me = join.participant_id
     this.state.caseId = join.case_id
@@ -131,6 +167,73 @@ export class CallSession {
     }
     this.statsTimer = window.setInterval(() => void this.reportStats(), STATS_EVERY_MS)
     this.firstMediaTimer = window.setInterval(() => void this.checkFirstMedia(), 250)
+    void this.startRecorderWhenSetUp()
+  }
+
+  // ---- recording
+
+  private async startRecorderWhenSetUp(): Promise<void> {
+    if (!this.state.recording.enabled) return
+    await Promise.race([this.negotiated, sleep(RECORDER_ALONE_MS)])
+    await Promise.race([this.firstMediaSeen, sleep(RECORDER_AFTER_NEGOTIATION_MS)])
+    await sleep(RECORDER_SETTLE_MS)
+    if (this.closed || this.recorderStarted) return
+    this.recorderStarted = true
+    if (!link.connected) return // the socket is away: rejoining starts the recorder
+    await this.recorder.start(this.state.local)
+  }
+
+  /** A new piece of the recording (after a rejoin, an ICE restart, new media). */
+  private restartRecorder(): void {
+    if (this.closed || !this.state.recording.enabled || this.state.recHalted) return
+    if (!this.recorderStarted) return // the first piece is still to come, with these tracks
+    if (this.recorderRestart) clearTimeout(this.recorderRestart)
+    this.recorderRestart = window.setTimeout(() => {
+      this.recorderRestart = null
+      if (!this.closed && link.connected) void this.recorder.start(this.state.local)
+    }, RECORDER_RESTART_DEBOUNCE_MS)
+  }
+
+  private onRecordingState(d: RecordingState): void {
+    this.state.recActive = { ...this.state.recActive, [d.participant_id]: d.active }
+    if (d.active) {
+      this.state.recStopReason = ''
+    } else if (d.reason !== 'replaced') {
+      this.state.recStopReason = d.reason ?? ''
+    }
+    if (d.reason === 'stopped_by_clerk') {
+      this.state.recHalted = true
+      this.recorder.halt()
+    } else if (d.participant_id === this.state.me && !d.active && d.reason !== 'replaced') {
+      // My piece ended on the server: a recorder error is retried once; the rest is on purpose.
+      if (d.reason === 'error') this.recorder.fail('error')
+      else this.recorder.end()
+    }
+  }
+
+  /** The join ack's recording policy. A call a clerk stopped stays stopped: show it as such. */
+  private applyPolicy(policy: RecordingPolicy | null | undefined): void {
+    const stopped = !!policy?.stopped
+    this.state.recording = { enabled: !!policy?.enabled || stopped, required: !!policy?.required }
+    if (stopped) {
+      this.state.recHalted = true
+      this.state.recStopReason = 'stopped_by_clerk'
+    }
+  }
+
+  /** Recording stops for everyone (only where the item and site do not require it). */
+  async stopRecording(): Promise<void> {
+    await call('recording:stop', { call_id: this.callId })
+  }
+
+  /** A still of a participant's video, taken by the recorder, kept as a material of the case. */
+  async capture(pid: number): Promise<Material> {
+    return await call<Material>('recorder:snapshot', { call_id: this.callId, participant_id: pid }, 20000)
+  }
+
+  /** My recorder connection, for tests. */
+  get recorderConnection(): RTCPeerConnection | null {
+    return this.recorder.connection
   }
 
   async acquireMedia(): Promise<void> {
@@ -179,6 +282,7 @@ export class CallSession {
   async retryMedia(): Promise<void> {
     await this.acquireMedia()
     for (const peer of this.peers.values()) if (peer.offerer) await this.sendOffer(peer, false)
+    this.restartRecorder() // the recorder gets the new tracks too
   }
 
   private attachLocalTracks(): void {
@@ -239,6 +343,9 @@ export class CallSession {
     for (const off of this.offFns) off()
     if (this.statsTimer) clearInterval(this.statsTimer)
     if (this.firstMediaTimer) clearInterval(this.firstMediaTimer)
+    if (this.recorderRestart) clearTimeout(this.recorderRestart)
+    this.recorder.close()
+    this.firstMediaNow()
     for (const peer of this.peers.values()) this.dropPeer(peer.pid)
     this.state.local?.getTracks().forEach((t) => t.stop())
     this.state.local = null
@@ -280,6 +387,7 @@ export class CallSession {
       }
     })
     on<{ reason: string }>('call:ended', (d) => this.close(d.reason))
+    on<RecordingState>('recording:state', (d) => this.onRecordingState(d))
     // Only later reconnections: the socket is already up when the call starts.
     const back = () => void this.rejoin()
     s.on('connect', back)
@@ -293,12 +401,15 @@ export class CallSession {
   private async rejoin(): Promise<void> {
     if (this.closed) return
     this.state.rejoining = true
+    let rejoined = false
     try {
       const join = await call<CallJoin>('call:rejoin', {
         call_id: this.callId,
         resume_token: this.join.resume_token,
       })
       this.join = { ...join, resume_token: join.resume_token || this.join.resume_token }
+      rejoined = true
+      if (join.recording) this.applyPolicy(join.recording)
       this.state.me = join.participant_id
       for (const p of join.participants) this.participants.set(p.id, p)
       for (const p of join.participants) {
@@ -311,6 +422,9 @@ export class CallSession {
       }
     } finally {
       this.state.rejoining = false
+      // Back in the call: the recorder gets a new offer, a new piece of my recording
+      // (docs/recording.md), even if an offer to a peer went wrong.
+      if (rejoined) this.restartRecorder()
     }
   }
 
@@ -434,6 +548,7 @@ export class CallSession {
   private restartIce(peer: Peer): void {
     if (this.closed || !peer.offerer || !link.connected) return
     void this.sendOffer(peer, true)
+    this.restartRecorder() // an ICE failure: the recorder gets a new offer too
   }
 
   private restartAll(): void {
@@ -533,6 +648,7 @@ export class CallSession {
         if (window.__cw && window.__cw.firstFrameAt === null) window.__cw.firstFrameAt = performance.now()
         mark('first_frame')
         this.reportOnce('first_media')
+        this.firstMediaNow()
       }
       if (this.firstMediaTimer) clearInterval(this.firstMediaTimer)
       this.firstMediaTimer = null
@@ -706,6 +822,8 @@ async function takeWarmPeer(
   }
   return w
 }
+
+const sleep = (ms: number) => new Promise<void>((resolve) => window.setTimeout(resolve, ms))
 
 function problemOf(e: unknown): MediaProblem {
   const name = e instanceof DOMException || e instanceof Error ? e.name : ''

@@ -128,6 +128,23 @@ export interface CallJoin {
   ice_servers: RTCIceServer[]
   ticket_id: number | null
   case_id: number | null
+  /** Recording policy of the call (docs/recording.md); absent on nodes without a recorder. */
+  recording?: RecordingPolicy | null
+}
+
+export interface RecordingPolicy {
+  enabled: boolean
+  required: boolean
+  /** A clerk stopped recording this call; it stays stopped. */
+  stopped?: boolean
+}
+
+/** `recording:state`: one participant's recording started or stopped (with why). */
+export interface RecordingState {
+  call_id: number
+  participant_id: number
+  active: boolean
+  reason?: string
 }
 
 export interface LineStatus {
