@@ -101,7 +101,8 @@ async def new_page(browser: Any, server: Server, viewport: dict[str, int], **kw:
     ctx = await browser.new_context(base_url=server.base, viewport=viewport, locale="zh-CN", **kw)
     await ctx.grant_permissions(["camera", "microphone"], origin=server.base)
     page = await ctx.new_page()
-    page.set_default_timeout(15_000)
+    # Generous: a loaded 2-core machine runs two Chromium renderers, the server and the tests.
+    page.set_default_timeout(30_000)
     CONSOLE[id(page)] = ""
 
     def log(msg: Any) -> None:
