@@ -120,6 +120,8 @@ class Worker:
     def __init__(self, app: App) -> None:
         self.app = app
         self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+        # The bytes go without cookies, on a kept-alive connection (as a browser sends them).
+        self.raw = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
         self.csrf = ""
         self.case_id = 0
         self.spec_id = 0
@@ -171,17 +173,17 @@ class Worker:
 
     async def send_single(self, form: dict[str, Any], data: bytes) -> None:
         url = form["url"] if form["url"].startswith("http") else self.app.base + form["url"]
-        async with aiohttp.ClientSession() as raw:
-            if form["method"] == "PUT":
-                async with raw.put(url, data=data, headers=form["headers"]) as r:
-                    assert r.status in (200, 201), await r.text()
-                return
-            fd = aiohttp.FormData()
-            for k, v in form["fields"].items():
-                fd.add_field(k, v)
-            fd.add_field("file", data, filename="bench.pdf", content_type="application/pdf")
-            async with raw.post(url, data=fd) as r:
-                assert r.status in (200, 201, 204), await r.text()
+        raw = self.raw
+        if form["method"] == "PUT":
+            async with raw.put(url, data=data, headers=form["headers"]) as r:
+                assert r.status in (200, 201), await r.text()
+            return
+        fd = aiohttp.FormData()
+        for k, v in form["fields"].items():
+            fd.add_field(k, v)
+        fd.add_field("file", data, filename="bench.pdf", content_type="application/pdf")
+        async with raw.post(url, data=fd) as r:
+            assert r.status in (200, 201, 204), await r.text()
 
     async def send_parts(self, form: dict[str, Any], data: bytes, concurrency: int = 4) -> None:
         part, count = form["part_bytes"], form["parts_count"]
@@ -192,24 +194,25 @@ class Worker:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         for u in urls:
             queue.put_nowait(u)
-        async with aiohttp.ClientSession() as raw:
+        raw = self.raw
 
-            async def pump() -> None:
-                while not queue.empty():
-                    u = queue.get_nowait()
-                    n = u["number"]
-                    url = u["url"] if u["url"].startswith("http") else self.app.base + u["url"]
-                    chunk = view[(n - 1) * part : n * part]
-                    async with raw.put(url, data=bytes(chunk)) as r:
-                        assert r.status in (200, 201), await r.text()
+        async def pump() -> None:
+            while not queue.empty():
+                u = queue.get_nowait()
+                n = u["number"]
+                url = u["url"] if u["url"].startswith("http") else self.app.base + u["url"]
+                chunk = view[(n - 1) * part : n * part]
+                async with raw.put(url, data=bytes(chunk)) as r:
+                    assert r.status in (200, 201), await r.text()
 
-            await asyncio.gather(*(pump() for _ in range(concurrency)))
+        await asyncio.gather(*(pump() for _ in range(concurrency)))
 
     async def confirm(self, slot_id: int) -> dict[str, Any]:
         return await self.post(f"/api/v1/uploads/{slot_id}/confirm")
 
     async def close(self) -> None:
         await self.http.close()
+        await self.raw.close()
 
 
 def write_file(path: Path, data: bytes, chunk: int = 8 * MB) -> None:

@@ -397,17 +397,24 @@ class LocalStore:
         size = 0
         pending: list[bytes] = []
         pending_bytes = 0
+        # At most one write in flight while the next MiB arrives: the disk and the network
+        # overlap, and the loop never waits on the disk.
+        writing: asyncio.Future[None] | None = None
         try:
             async for chunk in chunks:
                 size += len(chunk)
                 pending.append(chunk)
                 pending_bytes += len(chunk)
                 if pending_bytes >= CHUNK:
-                    # One thread hop per MiB: the loop never waits on the disk.
-                    await asyncio.to_thread(f.write, b"".join(pending))
+                    if writing is not None:
+                        await writing
+                    writing = asyncio.ensure_future(asyncio.to_thread(f.writelines, pending))
                     pending, pending_bytes = [], 0
+            if writing is not None:
+                await writing
+                writing = None
             if pending:
-                await asyncio.to_thread(f.write, b"".join(pending))
+                await asyncio.to_thread(f.writelines, pending)
 
             def finish() -> None:
                 f.flush()
@@ -419,6 +426,8 @@ class LocalStore:
             await asyncio.to_thread(finish)
             return size
         finally:
+            if writing is not None:  # the body broke: let the last write finish, then discard
+                await asyncio.gather(writing, return_exceptions=True)
             if not f.closed:
                 await asyncio.to_thread(f.close)
             await asyncio.to_thread(tmp.unlink, missing_ok=True)

@@ -31,7 +31,7 @@ from web import keys
 from web.http import Api, Ctx
 
 V1 = "/api/v1"
-STREAM_CHUNK = 256 * 1024
+STREAM_CHUNK = 1024 * 1024
 
 
 class LinkQuery(BaseModel):
