@@ -312,12 +312,21 @@ class Signaling:
 
         return dispatch
 
-    async def run(self, work: Callable[[Any, svc.Outbox], Awaitable[Any]]) -> Any:
-        """Run service work in one transaction; emit its events only after the commit."""
+    async def run(
+        self,
+        work: Callable[[Any, svc.Outbox], Awaitable[Any]],
+        before_flush: Callable[[Any], Awaitable[Any]] | None = None,
+    ) -> Any:
+        """Run service work in one transaction; emit its events only after the commit.
+
+        `before_flush` runs between the two, e.g. to join a room that the flush will push to.
+        """
         outbox = svc.Outbox()
         async with self.db.session() as session:
             result = await work(session, outbox)
             await session.commit()
+        if before_flush is not None:
+            await before_flush(result)
         await self.flush(outbox)
         return result
 
@@ -485,8 +494,12 @@ async def h_take(sg: Signaling, sid: str, conn: Conn, p: ev.TicketTake) -> Any:
         )
         return t
 
-    ticket = await sg.run(work)
-    await sg.sio.enter_room(sid, svc.room_ticket(ticket.id))
+    async def watch(ticket: Any) -> None:
+        # Join the ticket's room before the line's change is announced, so the first push
+        # about this ticket cannot run before its holder is listening.
+        await sg.sio.enter_room(sid, svc.room_ticket(ticket.id))
+
+    ticket = await sg.run(work, before_flush=watch)
     async with sg.db.session() as session:
         return await svc.ticket_view(session, sg.settings, ticket)
 
