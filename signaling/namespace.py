@@ -391,6 +391,13 @@ class Signaling:
                 ticket_lines = await svc.waiting_ticket_lines(session, list(ticket_rooms))
         lines = sorted(set(line_rooms) | set(ticket_lines.values()))
         versions = await self.registry.line_versions(lines)
+        # Read the ticket rooms again now that the versions are read: a holder who joined in
+        # between (its take bumped a version we just read) is pushed now; one who joins later
+        # bumps the version again and is pushed next round. Never a change with no push.
+        joined = set(self.local_rooms("ticket:")) - set(ticket_rooms)
+        if joined:
+            async with self.db.session() as session:
+                ticket_lines.update(await svc.waiting_ticket_lines(session, list(joined)))
         for line_id in lines:
             if self.pushed_versions.get(line_id) == versions[line_id]:
                 continue
