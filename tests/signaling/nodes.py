@@ -66,13 +66,10 @@ class Node:
                 self.proc.kill()
 
 
-def cluster_env(db_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
+def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a test server process: no CLOUDWINDOW_* of ours leaks in."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWINDOW_")}
     env.update(
-        CLOUDWINDOW_DATABASE_URL=db_url,
-        CLOUDWINDOW_REDIS_URL=redis_url,
-        # Each test its own Redis keys and channel, so parallel runs never cross.
-        CLOUDWINDOW_REDIS_NAMESPACE=f"cwtest-{uuid.uuid4().hex[:8]}",
         CLOUDWINDOW_DATA_DIR=str(data_dir),
         CLOUDWINDOW_SECRET_KEY="test-secret-key-not-for-production",
         CLOUDWINDOW_PASSWORD_HASH_TIME_COST="1",
@@ -80,4 +77,15 @@ def cluster_env(db_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
         CLOUDWINDOW_LOG_LEVEL="WARNING",
         CLOUDWINDOW_LOG_FORMAT="text",
     )
+    env.update({f"CLOUDWINDOW_{k.upper()}": v for k, v in settings.items()})
     return env
+
+
+def cluster_env(db_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
+    return server_env(
+        data_dir,
+        database_url=db_url,
+        redis_url=redis_url,
+        # Each test its own Redis keys and channel, so parallel runs never cross.
+        redis_namespace=f"cwtest-{uuid.uuid4().hex[:8]}",
+    )
