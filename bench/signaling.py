@@ -988,7 +988,6 @@ async def prepare_database(url: str, sizes: Sizes, tmp: Path) -> tuple[dict[str,
     from sqlmodel import select
 
     from core.db import Database, utcnow
-    from core.demo.seed import seed_demo
     from core.models import (
         Role,
         ServiceItem,
@@ -1000,8 +999,9 @@ async def prepare_database(url: str, sizes: Sizes, tmp: Path) -> tuple[dict[str,
         StaffSite,
         WindowLine,
     )
-    from core.schema import upgrade
     from core.staff import Passwords, token_hash
+    from web.demo.seed import seed_demo
+    from web.schema import upgrade
 
     settings = _bench_settings(url, tmp)
     await upgrade(url)

@@ -19,7 +19,7 @@ from core.errors import RateLimited, Unauthenticated
 from core.models import ResidentLoginCode, ResidentSession, Role
 from core.pii import PiiCipher
 from core.settings import Settings
-from outreach.sms import SmsGateway
+from core.sms import SmsGateway
 
 RESIDENT_COOKIE = "cw_resident"
 CODE_TTL = dt.timedelta(minutes=5)

@@ -33,6 +33,13 @@ class Settings(BaseModel):
     max_json_body_bytes: int = Field(
         1_048_576, ge=1024, description="Largest JSON request body accepted, in bytes (413 above)."
     )
+    ui_dir: Path | None = Field(
+        None,
+        description=(
+            "Directory of the built web UI (index.html and assets/). Empty: web/ui/dist, "
+            "which make run builds."
+        ),
+    )
     allowed_origins: str = Field(
         "",
         description=(

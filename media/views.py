@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from aiohttp import web
+
+from httpapi.api import Api, Ctx
 from media.service import LinkRead, RecordingRead, Recordings
-from web import keys
-from web.http import Api, Ctx
 
 V1 = "/api/v1"
+RECORDINGS: web.AppKey[Recordings] = web.AppKey("recordings")
 
 
 def _recordings(ctx: Ctx) -> Recordings:
-    return ctx.request.app[keys.RECORDINGS]
+    return ctx.request.app[RECORDINGS]
 
 
 async def list_recordings(ctx: Ctx) -> list[RecordingRead]:

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import logging
-from typing import Protocol
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from core.sms import SmsGateway
 from outreach.models import SmsMessage
 
+__all__ = ["RecordingSmsGateway", "SmsGateway"]
+
 log = logging.getLogger("cloudwindow.sms")
-
-
-class SmsGateway(Protocol):
-    async def send(self, session: AsyncSession, *, phone: str, body: str, kind: str) -> None:
-        """Queue a message; it is sent when the caller's transaction commits."""
 
 
 class RecordingSmsGateway:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from httpapi.api import Api, Ctx
 from scheduler import service
-from web.http import Api, Ctx
 
 V1 = "/api/v1"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from aiohttp import web
 from pydantic import BaseModel
 from sqlmodel import col, select
 
@@ -11,11 +12,13 @@ from core.access import site_in_scope
 from core.db import utcnow
 from core.errors import NotFound
 from core.models import Role, Staff, WindowLine
+from httpapi.api import Api, Ctx
 from signaling import service as svc
 from signaling.models import Presence, PresenceStatus, TicketStatus
-from web.http import Api, Ctx
+from signaling.namespace import Signaling
 
 V1 = "/api/v1"
+SIGNALING: web.AppKey[Signaling] = web.AppKey("signaling")
 
 
 class SkillRead(BaseModel):

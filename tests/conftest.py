@@ -111,7 +111,7 @@ class Templates:
         return self.built[key]
 
     def _build(self, backend: str, dataset: str) -> str:
-        from core.schema import upgrade_sync
+        from web.schema import upgrade_sync
 
         if dataset == "demo":
             empty = self.get(backend, "empty")
@@ -163,8 +163,8 @@ class Templates:
 
 async def _seed(url: str, tmp: Path) -> None:
     from core.db import Database
-    from core.demo.seed import seed_demo
     from core.staff import Passwords
+    from web.demo.seed import seed_demo
 
     settings = base_settings(url, tmp)
     db = Database(url)

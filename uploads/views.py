@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlmodel import select
 
 from core.errors import AppError, NotFound, TooLarge, UnsupportedMediaType
+from httpapi import keys
+from httpapi.api import Api, Ctx
 from uploads.checklist import Checklist, ChecklistItem, MaterialRead
 from uploads.models import OPEN_SLOT, UploadSlot
 from uploads.service import (
@@ -27,10 +29,9 @@ from uploads.service import (
     SlotRead,
 )
 from uploads.storage import LOCAL_ROUTE, LinkError, LocalStore
-from web import keys
-from web.http import Api, Ctx
 
 V1 = "/api/v1"
+MATERIALS: web.AppKey[Materials] = web.AppKey("materials")
 STREAM_CHUNK = 1024 * 1024
 
 
@@ -40,7 +41,7 @@ class LinkQuery(BaseModel):
 
 
 def _materials(ctx: Ctx) -> Materials:
-    return ctx.request.app[keys.MATERIALS]
+    return ctx.request.app[MATERIALS]
 
 
 async def create_slot(ctx: Ctx) -> SlotRead:
@@ -215,7 +216,7 @@ def register(api: Api) -> None:
 
 
 def _local(request: web.Request) -> LocalStore:
-    store = request.app[keys.MATERIALS].store
+    store = request.app[MATERIALS].store
     if not isinstance(store, LocalStore):
         raise NotFound("链接", "Link")
     return store

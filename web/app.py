@@ -9,11 +9,14 @@ from pathlib import Path
 
 from aiohttp import web
 
-from core import views as core_views
+import coreapi
 from core.db import Database
 from core.pii import PiiCipher
 from core.settings import Settings
 from core.staff import Passwords
+from httpapi import keys
+from httpapi.api import Api
+from httpapi.observability import Metrics, healthz, metrics_view, observe, readyz
 from media import views as media_views
 from media.service import Recordings
 from outreach.sms import RecordingSmsGateway
@@ -23,9 +26,6 @@ from signaling.namespace import Signaling
 from uploads import views as upload_views
 from uploads.service import Materials
 from uploads.storage import build_store
-from web import keys
-from web.http import Api
-from web.observability import Metrics, healthz, metrics_view, observe, readyz
 
 log = logging.getLogger("cloudwindow.app")
 UI_DIST = Path(__file__).parent / "ui" / "dist"
@@ -33,7 +33,7 @@ UI_DIST = Path(__file__).parent / "ui" / "dist"
 
 def build_api() -> Api:
     api = Api()
-    core_views.register(api)
+    coreapi.register(api)
     scheduler_views.register(api)
     upload_views.register(api)
     signaling_views.register(api)
@@ -63,7 +63,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.DB] = db
     signaling = Signaling(settings, db)
     signaling.attach(app)
-    app[keys.SIGNALING] = signaling
+    app[signaling_views.SIGNALING] = signaling
     app[keys.SMS] = RecordingSmsGateway()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_secrets)
@@ -84,9 +84,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _signaling(app: web.Application) -> AsyncIterator[None]:
-    await app[keys.SIGNALING].start()
+    await app[signaling_views.SIGNALING].start()
     yield
-    await app[keys.SIGNALING].stop()
+    await app[signaling_views.SIGNALING].stop()
 
 
 async def _materials(app: web.Application) -> AsyncIterator[None]:
@@ -96,16 +96,16 @@ async def _materials(app: web.Application) -> AsyncIterator[None]:
     store = build_store(s, await asyncio.to_thread(s.load_secret_key))
     await store.start()
     materials = Materials(s, store, app[keys.DB])
-    sio = app[keys.SIGNALING].sio
+    sio = app[signaling_views.SIGNALING].sio
 
     async def notify(event: str, room: str, data: dict[str, object]) -> None:
         await sio.emit(event, data, room=room)
 
     materials.notify = notify
-    app[keys.MATERIALS] = materials
-    signaling = app[keys.SIGNALING]
+    app[upload_views.MATERIALS] = materials
+    signaling = app[signaling_views.SIGNALING]
     recordings = Recordings(s, app[keys.DB], store, signaling.node_id, notify)
-    app[keys.RECORDINGS] = recordings
+    app[media_views.RECORDINGS] = recordings
     signaling.materials, signaling.recordings = materials, recordings
     await materials.apply_retention_rules()
     sweeper = asyncio.create_task(_sweep_forever(materials, s.material_sweep_interval_seconds))
@@ -138,7 +138,8 @@ async def _secrets(app: web.Application) -> AsyncIterator[None]:
 
 def _install_ui(app: web.Application) -> None:
     """Serve the built single-page app when web/ui/dist exists (make run builds it)."""
-    index = UI_DIST / "index.html"
+    dist = app[keys.SETTINGS].ui_dir or UI_DIST
+    index = dist / "index.html"
 
     async def spa(_request: web.Request) -> web.StreamResponse:
         if index.exists():
@@ -153,8 +154,8 @@ def _install_ui(app: web.Application) -> None:
             content_type="text/html",
         )
 
-    if (UI_DIST / "assets").is_dir():
-        app.router.add_static("/assets", UI_DIST / "assets")
+    if (dist / "assets").is_dir():
+        app.router.add_static("/assets", dist / "assets")
     app.router.add_get("/", spa)
     for page in ("point", "clerk", "expert", "supervisor", "admin", "login"):
         app.router.add_get(f"/{page}", spa)

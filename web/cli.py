@@ -14,8 +14,8 @@ from aiohttp import web
 from core.db import Database
 from core.errors import AppError
 from core.models import Role
-from core.schema import upgrade_sync
 from core.settings import Settings, env_names
+from web.schema import upgrade_sync
 
 GC_YOUNG_THRESHOLD = 20_000
 
@@ -41,8 +41,8 @@ def _safe_url(url: str) -> str:
 
 
 async def _seed(s: Settings, progress: bool | None) -> object:
-    from core.demo.seed import seed_demo
     from core.staff import Passwords
+    from web.demo.seed import seed_demo
 
     db = Database(s.effective_database_url)
     try:
@@ -53,7 +53,7 @@ async def _seed(s: Settings, progress: bool | None) -> object:
 
 
 def _print_logins(summary: object, s: Settings) -> None:
-    from core.demo.seed import DemoSummary
+    from web.demo.seed import DemoSummary
 
     assert isinstance(summary, DemoSummary)
     if summary.created:
@@ -78,8 +78,8 @@ def cmd_seed(args: argparse.Namespace) -> int:
 
 
 def _serve(s: Settings) -> None:
+    from httpapi.observability import configure_logging
     from web.app import create_app
-    from web.observability import configure_logging
 
     configure_logging(s)
     app = create_app(s)

@@ -10,11 +10,11 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from core.db import Database
-from core.demo import seed
 from core.models import STAFF_ROLES, Bundle, ServiceItem, Site, Staff, WindowLine
 from core.settings import Settings
 from core.sites import haversine_km
 from core.staff import Passwords
+from web.demo import seed
 
 TOWN_DEPARTMENTS = {"civil_affairs", "human_resources", "medical_insurance", "household", "market"}
 

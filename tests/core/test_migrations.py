@@ -7,7 +7,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from core.db import Database
-from core.schema import metadata
+from web.schema import metadata
 
 
 @pytest.mark.dataset("empty")

@@ -20,12 +20,14 @@ from sqlmodel import select
 
 from core.models import ServiceItem
 from core.settings import Settings
+from httpapi import keys
 from media.models import RecordingSegment
+from media.views import RECORDINGS
 from tests.conftest import base_settings
 from tests.media.peers import Participant, read_file, wait_for
 from tests.signaling.helpers import gaoqiao_setup, new_resident, take_payload
 from tests.uploads.helpers import call_for_case
-from web import keys
+from uploads.views import MATERIALS
 
 FRAMES = 45  # 3 s at 15 fps
 
@@ -87,7 +89,7 @@ async def test_both_participants_are_recorded_and_can_be_played_back(
     await clerk.wait("call:ended", within=10)
     for s in senders.values():
         await s.pc.close()
-    recordings = client.app[keys.RECORDINGS]
+    recordings = client.app[RECORDINGS]
     await wait_for(lambda: not recordings.live, within=20)
 
     r = await clerk.user.get(f"/api/v1/cases/{env['case_id']}/recordings")
@@ -128,11 +130,11 @@ async def test_both_participants_are_recorded_and_can_be_played_back(
     assert (await other.get(f"/api/v1/cases/{env['case_id']}/recordings")).status == 404
     # The materials sweep knows recording segments: they are not orphans, even much later.
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
-    report = await client.app[keys.MATERIALS].sweep(later)
+    report = await client.app[MATERIALS].sweep(later)
     assert report.orphans == 0
     async with client.app[keys.DB].session() as s:
         keys_kept = set((await s.exec(select(RecordingSegment.key))).all())
-    stored = {o.key for o in await client.app[keys.MATERIALS].store.list_objects()}
+    stored = {o.key for o in await client.app[MATERIALS].store.list_objects()}
     assert keys_kept and keys_kept <= stored
 
 
@@ -155,7 +157,7 @@ async def test_killing_the_recorder_keeps_finished_segments_and_notes_the_gap(
             break
         await asyncio.sleep(0.1)
     assert await segments() >= 1
-    recordings = client.app[keys.RECORDINGS]
+    recordings = client.app[RECORDINGS]
     (live,) = list(recordings.live.values())
     assert live.recorder is not None and live.recorder.task is not None
     live.recorder.task.cancel()  # the recorder dies mid-call
@@ -212,7 +214,7 @@ async def test_recording_policy_a_clerk_cannot_silently_stop_it(sock: Any, clien
 
     err = await clerk.err("recording:stop", {"call_id": call_id})
     assert err["code"] == "recording.required"
-    assert client.app[keys.RECORDINGS].live  # still recording
+    assert client.app[RECORDINGS].live  # still recording
 
     async with client.app[keys.DB].session() as s:  # an item that does not require it
         await s.exec(update(ServiceItem).values(recording_required=False))  # type: ignore[call-overload]
@@ -234,7 +236,7 @@ async def test_recording_policy_a_clerk_cannot_silently_stop_it(sock: Any, clien
     assert err["code"] == "recording.stopped"
     await again.pc.close()
     async with client.app[keys.DB].session() as s:
-        policy = await client.app[keys.RECORDINGS].policy(s, call_id)
+        policy = await client.app[RECORDINGS].policy(s, call_id)
     assert (policy.enabled, policy.stopped) == (False, True)
 
 
@@ -252,7 +254,7 @@ async def test_join_tells_every_participant_the_call_is_recorded(sock: Any) -> N
 async def test_no_free_recording_slot_is_a_noted_gap_not_a_failed_call(
     sock: Any, client: Any
 ) -> None:
-    client.app[keys.RECORDINGS].slots.limit = 0
+    client.app[RECORDINGS].slots.limit = 0
     worker, clerk = await sock("worker"), await sock("clerk")
     env = await call_for_case(worker, clerk)
     sender = Participant(video_frames=10**6, audio=False, width=160, height=120)

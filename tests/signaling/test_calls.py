@@ -17,9 +17,9 @@ import pytest
 from core.db import utcnow
 from core.settings import Settings
 from signaling import service as svc
+from signaling.views import SIGNALING
 from tests.conftest import DEMO_PASSWORD, User
 from tests.signaling.helpers import Sock, gaoqiao_setup, new_resident, take_payload
-from web import keys
 from web.app import create_app
 
 SKILL = "社会救助政策"  # expert and expert.cl have it; expert.yb does not
@@ -63,7 +63,7 @@ async def quiet(s: Sock, event: str) -> list[Any]:
 
 
 async def sweep_later(client: Any, sweep: Callable[..., Awaitable[int]], seconds: float) -> int:
-    sg = client.app[keys.SIGNALING]
+    sg = client.app[SIGNALING]
     now = utcnow() + dt.timedelta(seconds=seconds)
     return await sg.run(lambda s, o: sweep(session=s, settings=sg.settings, outbox=o, now=now))
 

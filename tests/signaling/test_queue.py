@@ -17,10 +17,10 @@ from core.models import Case
 from core.settings import Settings
 from signaling import service as svc
 from signaling.models import Ticket
+from signaling.views import SIGNALING
 from tests.conftest import DEMO_PASSWORD, User
 from tests.signaling.helpers import Sock, gaoqiao_setup, new_resident, take_payload
 from tests.uploads.helpers import complete_materials
-from web import keys
 from web.app import create_app
 
 # -- helpers
@@ -58,7 +58,7 @@ async def count_rows(settings: Settings) -> tuple[int, int]:
 
 async def sweep_later(client: Any, sweep: Callable[..., Awaitable[int]], seconds: float) -> int:
     """Run a service sweep through the app (commit, then emit) as if `seconds` had passed."""
-    sg = client.app[keys.SIGNALING]
+    sg = client.app[SIGNALING]
     now = utcnow() + dt.timedelta(seconds=seconds)
     return await sg.run(lambda s, o: sweep(session=s, settings=sg.settings, outbox=o, now=now))
 

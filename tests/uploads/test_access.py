@@ -9,8 +9,9 @@ from typing import Any
 
 import aiohttp
 
+from httpapi import keys
 from tests.uploads.helpers import call_for_case, fetch_link, jpeg, open_case, send, slot, upload
-from web import keys
+from uploads.views import MATERIALS
 
 ID_CARD = "申请人身份证"
 
@@ -71,7 +72,7 @@ async def test_view_links_expire_and_cannot_be_altered(client: Any, as_user: Any
     tampered = parsed._replace(query=urllib.parse.urlencode(query, doseq=True)).geturl()
     assert await _status(tampered, worker.base) == 403
 
-    store = client.app[keys.MATERIALS].store
+    store = client.app[MATERIALS].store
     from uploads.models import Material
 
     async with client.app[keys.DB].session() as s:
@@ -90,7 +91,7 @@ async def test_upload_links_expire_and_cannot_be_altered(client: Any, as_user: A
     form = await (
         await slot(worker, c["case"]["id"], c["specs"][ID_CARD], data, "image/jpeg")
     ).json()
-    store = client.app[keys.MATERIALS].store
+    store = client.app[MATERIALS].store
 
     # A tampered link: the key (local: in the URL; S3: in the signed policy) changed.
     forged = dict(form)

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text, update
 
+from httpapi import keys
 from tests.uploads.helpers import fetch_link, jpeg, open_case, pdf, slot, upload
 from uploads.models import Material, UploadSlot
-from web import keys
+from uploads.views import MATERIALS
 
 HUKOU = "户口簿"
 ID_CARD = "申请人身份证"
@@ -145,7 +146,7 @@ async def test_an_upload_broken_half_way_leaves_nothing(client: Any, as_user: An
         )
         head = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
         await _broken_request(url, head, "POST", body, len(body) // 2)
-    store = client.app[keys.MATERIALS].store
+    store = client.app[MATERIALS].store
     assert {o.key for o in await store.list_objects()} == set()
     r = await worker.post(f"/api/v1/uploads/{form['id']}/confirm")
     assert r.status == 422 and (await r.json())["error"]["code"] == "upload.not_received"
@@ -224,7 +225,7 @@ async def test_retention_sweep_deletes_expired_documents_and_records_it(
     keep = await upload(worker, c["case"]["id"], c["specs"][HUKOU], pdf(), "application/pdf")
     assert old["expires_at"] > keep["uploaded_at"]  # retention is per item (years, here)
     await _expire(client, old["id"])
-    materials = client.app[keys.MATERIALS]
+    materials = client.app[MATERIALS]
     report = await materials.sweep()
     assert report.expired == 1 and not report.errors
 
@@ -254,7 +255,7 @@ async def test_sweep_leaves_no_orphan_and_no_row_without_its_object(
     worker = await as_user("worker")
     c = await open_case(worker)
     case_id = c["case"]["id"]
-    materials = client.app[keys.MATERIALS]
+    materials = client.app[MATERIALS]
     store = materials.store
     kept = await upload(worker, case_id, c["specs"][ID_CARD], jpeg(), "image/jpeg")
 
@@ -330,7 +331,7 @@ async def test_sweep_leaves_no_orphan_and_no_row_without_its_object(
 
 
 async def test_s3_lifecycle_rules_follow_item_retention(client: Any, storage: str) -> None:
-    materials = client.app[keys.MATERIALS]
+    materials = client.app[MATERIALS]
     applied = await materials.apply_retention_rules()
     if storage == "local":
         assert applied is False  # a directory has no lifecycle; the sweep does it all

@@ -11,6 +11,7 @@ from typing import Any
 
 from PIL import Image
 
+from httpapi import keys
 from tests.uploads.helpers import (
     EXECUTABLE,
     fetch_link,
@@ -23,7 +24,7 @@ from tests.uploads.helpers import (
     slot,
     upload,
 )
-from web import keys
+from uploads.views import MATERIALS
 
 ID_CARD = "申请人身份证"
 HUKOU = "户口簿"
@@ -83,7 +84,7 @@ async def test_pdf_png_and_heic_are_accepted(as_user: Any) -> None:
 
 
 async def _objects(client: Any) -> set[str]:
-    store = client.app[keys.MATERIALS].store
+    store = client.app[MATERIALS].store
     return {o.key for o in await store.list_objects()}
 
 
@@ -222,7 +223,7 @@ async def test_the_upload_link_cannot_overwrite_a_confirmed_document(
     status = await send(worker, form, forged, "application/pdf")
     assert await fetch_link(worker, m["id"]) == doc  # what was checked is what is kept
     if status in (200, 201, 204):  # S3 accepts the POST; the object lands on a dead key
-        report = await client.app[keys.MATERIALS].sweep(_later(client))
+        report = await client.app[MATERIALS].sweep(_later(client))
         assert report.orphans == 1
     assert await fetch_link(worker, m["id"]) == doc
 

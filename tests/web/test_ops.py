@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from httpapi import keys
+from httpapi.observability import JsonFormatter
 from tests.conftest import base_settings
-from web import keys
 from web.app import create_app
-from web.observability import JsonFormatter
 
 API = "/api/v1"
 UNREACHABLE_DB = "postgresql+asyncpg://postgres@127.0.0.1:1/nope"

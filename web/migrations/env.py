@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from core.db import create_engine
-from core.schema import metadata
+from web.schema import metadata
 
 config = context.config
 target_metadata = metadata()

@@ -11,13 +11,10 @@ if TYPE_CHECKING:
     from core.db import Database
     from core.pii import PiiCipher
     from core.settings import Settings
+    from core.sms import SmsGateway
     from core.staff import Passwords
-    from media.service import Recordings
-    from outreach.sms import SmsGateway
-    from signaling.namespace import Signaling
-    from uploads.service import Materials
-    from web.http import Api
-    from web.observability import Metrics
+    from httpapi.api import Api
+    from httpapi.observability import Metrics
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 DB: web.AppKey[Database] = web.AppKey("db")
@@ -25,10 +22,7 @@ CIPHER: web.AppKey[PiiCipher] = web.AppKey("cipher")
 PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 API: web.AppKey[Api] = web.AppKey("api")
-SIGNALING: web.AppKey[Signaling] = web.AppKey("signaling")
 SMS: web.AppKey[SmsGateway] = web.AppKey("sms")
-MATERIALS: web.AppKey[Materials] = web.AppKey("materials")
-RECORDINGS: web.AppKey[Recordings] = web.AppKey("recordings")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

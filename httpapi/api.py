@@ -27,7 +27,7 @@ from core.errors import (
     UnsupportedMediaType,
 )
 from core.settings import Settings
-from web import keys
+from httpapi import keys
 
 log = logging.getLogger("cloudwindow.http")
 

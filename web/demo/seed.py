@@ -13,8 +13,6 @@ from tqdm import tqdm
 
 from core.catalog import search_text
 from core.db import Database
-from core.demo import catalog as data
-from core.demo import geography as geo
 from core.models import (
     Bundle,
     BundleItem,
@@ -30,6 +28,8 @@ from core.models import (
     WindowLine,
 )
 from core.staff import Passwords
+from web.demo import catalog as data
+from web.demo import geography as geo
 
 DISTRICT_CODE = "D00"
 # Ticket prefix letter of each department's window line (M023 = the 23rd civil-affairs ticket).

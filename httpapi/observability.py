@@ -18,8 +18,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from core.errors import AppError
 from core.settings import Settings
-from web import keys
-from web.http import error_response
+from httpapi import keys
+from httpapi.api import error_response
 
 # The id of the request being served, for log lines written anywhere below the handler.
 # A ContextVar is per-task state, not shared mutable state: each request task sees its own.

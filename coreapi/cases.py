@@ -1,0 +1,111 @@
+"""HTTP handlers of cases: open, list, read with the timeline, rate."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from sqlalchemy.exc import IntegrityError
+
+from core import audit, cases
+from core.errors import Conflict
+from core.models import CaseStatus
+from coreapi.shapes import MAX_ID, MAX_OFFSET, V1, Query
+from httpapi.api import Api, Ctx
+
+
+class CaseQuery(Query):
+    status: CaseStatus | None = None
+    site_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    limit: int = Field(default=50, ge=1, le=200)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+
+async def create_case(ctx: Ctx) -> cases.CaseRead:
+    case = await cases.create(session=ctx.session, principal=ctx.me, case_in=ctx.body)
+    audit.record(
+        ctx.session,
+        action="case.create",
+        target_type="case",
+        target_id=case.id or 0,
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return await cases.read(session=ctx.session, case=case)
+
+
+async def list_cases(ctx: Ctx) -> list[cases.CaseRead]:
+    q: CaseQuery = ctx.query
+    rows = await cases.list_cases(
+        session=ctx.session,
+        principal=ctx.me,
+        status=q.status,
+        site_id=q.site_id,
+        limit=q.limit,
+        offset=q.offset,
+    )
+    return [await cases.read(session=ctx.session, case=c, timeline=False) for c in rows]
+
+
+async def rate_case(ctx: Ctx) -> cases.RatingRead:
+    try:
+        rated = await cases.rate(
+            session=ctx.session,
+            principal=ctx.me,
+            case_id=ctx.path_int("case_id"),
+            rating_in=ctx.body,
+        )
+        await ctx.session.commit()
+    except IntegrityError:  # two ratings at once: the second loses on the primary key
+        raise Conflict("case.rated") from None
+    return rated
+
+
+async def get_case(ctx: Ctx) -> cases.CaseRead:
+    case = await cases.get(session=ctx.session, case_id=ctx.path_int("case_id"))
+    await cases.require_access(ctx.session, ctx.me, case)
+    return await cases.read(session=ctx.session, case=case)
+
+
+def register(api: Api) -> None:
+    a = api.add
+    id_ = r"{%s:[0-9]+}"
+    a(
+        "POST",
+        f"{V1}/cases",
+        create_case,
+        summary="Open a case",
+        action="case.create",
+        body=cases.CaseCreate,
+        response=cases.CaseRead,
+        status=201,
+        tags=("cases",),
+    )
+    a(
+        "GET",
+        f"{V1}/cases",
+        list_cases,
+        summary="Cases in my area",
+        action="case.read",
+        query=CaseQuery,
+        response=list[cases.CaseRead],
+        tags=("cases",),
+    )
+    a(
+        "GET",
+        f"{V1}/cases/{id_ % 'case_id'}",
+        get_case,
+        summary="One case with its timeline",
+        action="case.read",
+        response=cases.CaseRead,
+        tags=("cases",),
+    )
+    a(
+        "POST",
+        f"{V1}/cases/{id_ % 'case_id'}/rating",
+        rate_case,
+        summary="The resident's rating (好差评) of a finished case, 1 to 5, once",
+        action="case.rate",
+        body=cases.RatingIn,
+        response=cases.RatingRead,
+        status=201,
+        tags=("cases",),
+    )

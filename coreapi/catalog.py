@@ -1,0 +1,91 @@
+"""HTTP handlers of the catalog: departments, service items and bundles."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from core import catalog
+from coreapi.shapes import V1, Query
+from httpapi.api import Api, Ctx
+
+
+class ItemQuery(Query):
+    q: str = Field(default="", max_length=100)
+    department: str | None = Field(default=None, max_length=32)
+    remote: bool = False
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+async def list_departments(ctx: Ctx) -> list[catalog.DepartmentRead]:
+    return await catalog.list_departments(session=ctx.session)
+
+
+async def search_items(ctx: Ctx) -> list[catalog.ItemRead]:
+    q: ItemQuery = ctx.query
+    return await catalog.search(
+        session=ctx.session, query=q.q, department=q.department, remote_only=q.remote, limit=q.limit
+    )
+
+
+async def get_item(ctx: Ctx) -> catalog.ItemRead:
+    item = await catalog.get_item(session=ctx.session, code=ctx.request.match_info["code"])
+    return (await catalog.read_items(ctx.session, [item]))[0]
+
+
+async def list_bundles(ctx: Ctx) -> list[catalog.BundleRead]:
+    return await catalog.list_bundles(session=ctx.session)
+
+
+async def get_bundle(ctx: Ctx) -> catalog.BundleRead:
+    bundle = await catalog.get_bundle(session=ctx.session, code=ctx.request.match_info["code"])
+    return await catalog.read_bundle(session=ctx.session, bundle=bundle)
+
+
+def register(api: Api) -> None:
+    a = api.add
+    a(
+        "GET",
+        f"{V1}/departments",
+        list_departments,
+        summary="Departments with item counts",
+        action="catalog.read",
+        response=list[catalog.DepartmentRead],
+        tags=("catalog",),
+    )
+    a(
+        "GET",
+        f"{V1}/items",
+        search_items,
+        summary="Search or list service items",
+        action="catalog.read",
+        query=ItemQuery,
+        response=list[catalog.ItemRead],
+        tags=("catalog",),
+    )
+    a(
+        "GET",
+        f"{V1}/items/{{code}}",
+        get_item,
+        summary="One service item with its materials",
+        action="catalog.read",
+        response=catalog.ItemRead,
+        tags=("catalog",),
+    )
+    a(
+        "GET",
+        f"{V1}/bundles",
+        list_bundles,
+        summary="Item bundles (一事联办)",
+        action="catalog.read",
+        response=list[catalog.BundleRead],
+        tags=("catalog",),
+    )
+    a(
+        "GET",
+        f"{V1}/bundles/{{code}}",
+        get_bundle,
+        summary="One bundle",
+        action="catalog.read",
+        response=catalog.BundleRead,
+        tags=("catalog",),
+    )

@@ -1,0 +1,137 @@
+"""HTTP handlers of residents: ID checks, registration, lookup, masked reads, reveal."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from core import audit, residents
+from coreapi.shapes import V1
+from httpapi import keys
+from httpapi.api import Api, Ctx
+
+
+class RevealRead(BaseModel):
+    id_number: str
+
+
+async def check_id_number(ctx: Ctx) -> residents.IdNumberCheck:
+    return residents.check(ctx.body.id_number)
+
+
+async def create_resident(ctx: Ctx) -> residents.ResidentRead:
+    row = await residents.create(
+        session=ctx.session,
+        cipher=ctx.request.app[keys.CIPHER],
+        resident_in=ctx.body,
+        created_by=ctx.me.staff_id,
+    )
+    audit.record(
+        ctx.session,
+        action="resident.create",
+        target_type="resident",
+        target_id=row.id or 0,
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return residents.read(row)
+
+
+async def lookup_resident(ctx: Ctx) -> residents.ResidentRead:
+    row = await residents.find_by_number(
+        session=ctx.session, cipher=ctx.request.app[keys.CIPHER], id_number=ctx.body.id_number
+    )
+    audit.record(
+        ctx.session,
+        action="resident.lookup",
+        target_type="resident",
+        target_id=row.id or 0,
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return residents.read(row)
+
+
+async def _visible_resident(ctx: Ctx) -> residents.Resident:
+    row = await residents.get(session=ctx.session, resident_id=ctx.path_int("resident_id"))
+    await residents.require_visible(ctx.session, ctx.me, row)
+    return row
+
+
+async def get_resident(ctx: Ctx) -> residents.ResidentRead:
+    row = await _visible_resident(ctx)
+    audit.record(
+        ctx.session,
+        action="resident.view",
+        target_type="resident",
+        target_id=row.id or 0,
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return residents.read(row)
+
+
+async def reveal_resident_id(ctx: Ctx) -> RevealRead:
+    row = await _visible_resident(ctx)
+    audit.record(
+        ctx.session,
+        action="resident.reveal_id",
+        target_type="resident",
+        target_id=row.id or 0,
+        **ctx.audit_kw(),
+    )
+    await ctx.session.commit()
+    return RevealRead(id_number=residents.reveal(ctx.request.app[keys.CIPHER], row))
+
+
+def register(api: Api) -> None:
+    a = api.add
+    id_ = r"{%s:[0-9]+}"
+    a(
+        "POST",
+        f"{V1}/identity/check",
+        check_id_number,
+        summary="Validate an ID number live",
+        action="resident.read",
+        body=residents.ResidentLookup,
+        response=residents.IdNumberCheck,
+        tags=("residents",),
+    )
+    a(
+        "POST",
+        f"{V1}/residents",
+        create_resident,
+        summary="Register a resident",
+        action="resident.create",
+        body=residents.ResidentCreate,
+        response=residents.ResidentRead,
+        status=201,
+        tags=("residents",),
+    )
+    a(
+        "POST",
+        f"{V1}/residents/lookup",
+        lookup_resident,
+        summary="Find a resident by ID number",
+        action="resident.read",
+        body=residents.ResidentLookup,
+        response=residents.ResidentRead,
+        tags=("residents",),
+    )
+    a(
+        "GET",
+        f"{V1}/residents/{id_ % 'resident_id'}",
+        get_resident,
+        summary="One resident (masked)",
+        action="resident.read",
+        response=residents.ResidentRead,
+        tags=("residents",),
+    )
+    a(
+        "POST",
+        f"{V1}/residents/{id_ % 'resident_id'}/reveal",
+        reveal_resident_id,
+        summary="The full ID number (audited)",
+        action="resident.reveal_id",
+        response=RevealRead,
+        tags=("residents",),
+    )

@@ -1,0 +1,1 @@
+"""The HTTP framework: typed routes, JSON errors, request keys, observability."""
