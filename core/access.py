@@ -1,14 +1,23 @@
-"""Who may do what, and where: every role and site check goes through here."""
+"""Who may do what, and where: every role, site and record check goes through here.
+
+Two questions, answered only in this module:
+- may this role perform this action at all (POLICY, checked by the HTTP and socket layers);
+- may this caller see or act on this record: a site, a resident, a case and everything
+  hanging off a case (its ticket, materials, recordings and calls). A record outside the
+  caller's area answers 404, so ids cannot be probed.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.errors import Forbidden
-from core.models import Role, Site
+from core.errors import AppError, Forbidden, NotFound
+from core.models import Call, CallParticipant, Case, Resident, Role, Site
 
 R = Role
 EVERYONE = frozenset(Role)
@@ -94,20 +103,186 @@ def authorize(principal: Principal, action: str) -> None:
         raise Forbidden("forbidden_role")
 
 
+# district > town > community is 3 deep; 8 guards against a cycle in broken data.
+MAX_SITE_DEPTH = 8
+
+
+async def site_ancestry(session: AsyncSession, site_id: int) -> list[Site]:
+    """The site and its ancestors, nearest first: the one walk up the site tree."""
+    chain: list[Site] = []
+    current: int | None = site_id
+    while current is not None and len(chain) < MAX_SITE_DEPTH:
+        site = await session.get(Site, current)
+        if site is None:
+            break
+        chain.append(site)
+        current = site.parent_id
+    return chain
+
+
 async def site_in_scope(session: AsyncSession, principal: Principal, site_id: int) -> bool:
     """True when the site, or one of its ancestors, is bound to the principal (admins: always)."""
     if principal.is_admin:
         return True
-    current: int | None = site_id
-    for _ in range(8):  # district > town > community is 3 deep; 8 guards against a cycle
-        if current is None:
-            return False
-        if current in principal.site_ids:
-            return True
-        current = (await session.exec(select(Site.parent_id).where(Site.id == current))).first()
-    return False
+    if not principal.site_ids:
+        return False
+    return any(s.id in principal.site_ids for s in await site_ancestry(session, site_id))
 
 
 async def require_site(session: AsyncSession, principal: Principal, site_id: int) -> None:
     if not await site_in_scope(session, principal, site_id):
         raise Forbidden("forbidden_site")
+
+
+# -- records
+
+
+def _case_nf(case_id: int | None) -> NotFound:
+    return NotFound(f"办件 {case_id}", f"Case {case_id}")
+
+
+class CaseUse(StrEnum):
+    """What a caller wants to do with a case or with something hanging off it."""
+
+    read = "read"  # the case, its timeline and checklist
+    add_material = "add_material"  # upload, ask for, or reuse a document
+    view_material = "view_material"  # open a document of the case
+    review = "review"  # accept or reject a document
+    play = "play"  # list and play the case's recordings
+
+
+async def was_in_call(session: AsyncSession, principal: Principal, case_id: int) -> bool:
+    """Whether the principal took part in any call of the case (as staff or as the resident)."""
+    q = (
+        select(CallParticipant.id)
+        .join(Call, col(Call.id) == col(CallParticipant.call_id))
+        .where(Call.case_id == case_id)
+    )
+    if principal.is_resident:
+        q = q.where(CallParticipant.resident_id == principal.resident_id)
+    else:
+        q = q.where(CallParticipant.staff_id == principal.staff_id)
+    return (await session.exec(q.limit(1))).first() is not None
+
+
+async def supervises(session: AsyncSession, principal: Principal, case: Case) -> bool:
+    """A supervisor of the case's line, or of the site area it belongs to."""
+    if principal.role is not Role.supervisor:
+        return False
+    if case.line_id is not None and case.line_id in principal.line_ids:
+        return True
+    return await site_in_scope(session, principal, case.site_id)
+
+
+def _own_case(principal: Principal, case: Case) -> bool:
+    if principal.is_resident:
+        return case.resident_id is not None and case.resident_id == principal.resident_id
+    return case.created_by == principal.staff_id
+
+
+def _line_clerk(principal: Principal, case: Case) -> bool:
+    return (
+        principal.role is Role.clerk
+        and case.line_id is not None
+        and case.line_id in principal.line_ids
+    )
+
+
+async def _participant(session: AsyncSession, principal: Principal, case: Case) -> bool:
+    """Whoever took the case, its resident, the clerks of its line, and anyone in its calls."""
+    if _own_case(principal, case) or _line_clerk(principal, case):
+        return True
+    return await was_in_call(session, principal, case.id or 0)
+
+
+async def may_use_case(
+    session: AsyncSession, principal: Principal, case: Case, use: CaseUse = CaseUse.read
+) -> bool:
+    """The one rule for a case and everything hanging off it; see docs/architecture.md."""
+    if principal.is_resident:
+        # A resident on their own device: only their own cases, never review or playback.
+        return _own_case(principal, case) and use not in (CaseUse.review, CaseUse.play)
+    if use is CaseUse.read:
+        if principal.is_admin or case.created_by == principal.staff_id:
+            return True
+        if case.line_id is not None and case.line_id in principal.line_ids:
+            return True
+        return await site_in_scope(session, principal, case.site_id)
+    if use is CaseUse.add_material:
+        return principal.is_admin or await _participant(session, principal, case)
+    if use is CaseUse.view_material:
+        if principal.role is Role.supervisor:
+            return await supervises(session, principal, case)
+        return await _participant(session, principal, case)
+    if use is CaseUse.review:
+        return principal.role is Role.clerk and (
+            _line_clerk(principal, case) or await was_in_call(session, principal, case.id or 0)
+        )
+    # CaseUse.play
+    if await supervises(session, principal, case):
+        return True
+    return principal.role is Role.clerk and (
+        _line_clerk(principal, case) or await was_in_call(session, principal, case.id or 0)
+    )
+
+
+async def require_case(
+    session: AsyncSession,
+    principal: Principal,
+    case: Case,
+    use: CaseUse = CaseUse.read,
+    *,
+    not_found: AppError | None = None,
+) -> None:
+    """Raise 404 (the case's, or `not_found`) unless `may_use_case`.
+
+    Reviewing is the one exception: a caller whose role never reviews gets 403, since the
+    role, unlike the case, is no secret.
+    """
+    if use is CaseUse.review and principal.role is not Role.clerk:
+        raise Forbidden("forbidden_role")
+    if not await may_use_case(session, principal, case, use):
+        raise not_found or _case_nf(case.id)
+
+
+class TicketFacts(Protocol):
+    """What the ticket rule reads of a ticket (signaling owns the table)."""
+
+    id: int | None
+    resident_id: int | None
+    taken_by: int | None
+    called_by: int | None
+    line_id: int
+    point_site_id: int
+
+
+async def require_ticket(session: AsyncSession, principal: Principal, t: TicketFacts) -> None:
+    """The taker, the clerk who called it, clerks of the line, staff of the point's area and
+    admins see a ticket; a resident on their own device only their own."""
+    if principal.is_resident:
+        if t.resident_id is not None and t.resident_id == principal.resident_id:
+            return
+    elif (
+        principal.is_admin
+        or t.taken_by == principal.staff_id
+        or t.called_by == principal.staff_id
+        or t.line_id in principal.line_ids
+        or await site_in_scope(session, principal, t.point_site_id)
+    ):
+        return
+    raise NotFound(f"号码 {t.id}", f"Ticket {t.id}")
+
+
+async def require_resident(session: AsyncSession, principal: Principal, resident: Resident) -> None:
+    """Admins, whoever registered the resident, and staff of their community's area may act
+    for them; a resident only for themself."""
+    if principal.is_resident:
+        if principal.resident_id == resident.id:
+            return
+    elif principal.is_admin or resident.created_by == principal.staff_id:
+        return
+    elif resident.community_id is not None and await site_in_scope(
+        session, principal, resident.community_id
+    ):
+        return
+    raise NotFound(f"居民 {resident.id}", f"Resident {resident.id}")

@@ -12,9 +12,9 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import catalog, sites
-from core.access import Principal, require_site, site_in_scope
+from core.access import Principal, require_case, require_resident, require_site
 from core.db import utcnow
-from core.errors import Conflict, Forbidden, Invalid, NotFound
+from core.errors import Conflict, Invalid, NotFound
 from core.models import (
     BundleItem,
     Case,
@@ -22,11 +22,9 @@ from core.models import (
     CaseRating,
     CaseStatus,
     Resident,
-    Role,
     ServiceItem,
     Site,
 )
-from core.residents import require_visible
 
 CLOSED = frozenset(
     {CaseStatus.completed, CaseStatus.accepted, CaseStatus.returned, CaseStatus.cancelled}
@@ -171,7 +169,7 @@ async def create(*, session: AsyncSession, principal: Principal, case_in: CaseCr
         resident = await session.get(Resident, case_in.resident_id)
         if resident is None:
             raise NotFound(f"居民 {case_in.resident_id}", f"Resident {case_in.resident_id}")
-        await require_visible(session, principal, resident)
+        await require_resident(session, principal, resident)
     line = await sites.route_line(session=session, item=item, site=site)
     now = utcnow()
     case = Case(
@@ -207,34 +205,6 @@ async def get(*, session: AsyncSession, case_id: int) -> Case:
     if case is None:
         raise NotFound(f"办件 {case_id}", f"Case {case_id}")
     return case
-
-
-async def require_access(session: AsyncSession, principal: Principal, case: Case) -> None:
-    """Staff of the case's site area, of its window line, or its creator may see it.
-
-    A resident on their own device sees only their own cases.
-    """
-    if principal.is_resident:
-        if case.resident_id is None or case.resident_id != principal.resident_id:
-            raise NotFound(f"办件 {case.id}", f"Case {case.id}")
-        return
-    if principal.is_admin or case.created_by == principal.staff_id:
-        return
-    if case.line_id is not None and case.line_id in principal.line_ids:
-        return
-    try:
-        await require_site(session, principal, case.site_id)
-    except Forbidden:
-        raise NotFound(f"办件 {case.id}", f"Case {case.id}") from None
-
-
-async def supervises(session: AsyncSession, principal: Principal, case: Case) -> bool:
-    """A supervisor of the case's line, or of the site area it belongs to."""
-    if principal.role is not Role.supervisor:
-        return False
-    if case.line_id is not None and case.line_id in principal.line_ids:
-        return True
-    return await site_in_scope(session, principal, case.site_id)
 
 
 async def read(*, session: AsyncSession, case: Case, timeline: bool = True) -> CaseRead:
@@ -287,7 +257,7 @@ async def rate(
 ) -> RatingRead:
     """The resident's 好差评, once per finished case (on the worker's tablet or their phone)."""
     case = await get(session=session, case_id=case_id)
-    await require_access(session, principal, case)
+    await require_case(session, principal, case)
     if case.status not in RATEABLE:
         raise Conflict("case.not_finished")
     if await session.get(CaseRating, case_id) is not None:

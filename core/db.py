@@ -14,6 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from sqlalchemy.types import TypeDecorator
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from core.errors import AppError
+
 # SQLite waits this long for a write lock held by another connection before "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -107,3 +109,15 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@asynccontextmanager
+async def keep_refusals(session: AsyncSession) -> AsyncIterator[None]:
+    """Commit before an error whose writes must stay (see AppError.keep_changes): a failed
+    login is counted, an expired session deleted, even though the request is refused."""
+    try:
+        yield
+    except AppError as e:
+        if e.keep_changes and session.in_transaction():
+            await session.commit()
+        raise

@@ -214,6 +214,14 @@ class AppError(Exception):
 
     status: ClassVar[int] = 400
     default_code: ClassVar[str] = "bad_request"
+    # Set by a service when the refusal itself must be kept (a failed login is counted, an
+    # expired session deleted): the unit of work then commits before answering the error.
+    keep_changes: bool = False
+
+    def kept(self) -> AppError:
+        """This error, marked so the unit of work commits what was written before it."""
+        self.keep_changes = True
+        return self
 
     def __init__(
         self,

@@ -1,4 +1,5 @@
-"""Tables of the shared domain: sites, window lines, catalog, staff, residents, cases, audit."""
+"""Tables of the shared domain: sites, window lines, catalog, staff, residents, cases, audit,
+and the record of a case's calls (who took part decides who may see the case)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,10 @@ class CaseStatus(StrEnum):
     returned = "returned"
     transferred = "transferred"
     cancelled = "cancelled"
+
+
+def _opt_ts() -> Any:
+    return Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
 def _ts(**kw: Any) -> Any:
@@ -292,3 +297,47 @@ class ResidentLoginCode(SQLModel, table=True):
     expires_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     attempts: int = Field(default=0)
     used_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class CallStatus(StrEnum):
+    ringing = "ringing"
+    active = "active"
+    ended = "ended"
+
+
+class Call(SQLModel, table=True):
+    """One video room, with the times that make its log."""
+
+    __tablename__ = "call"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    case_id: int | None = Field(default=None, foreign_key="service_case.id", index=True)
+    status: str = Field(max_length=16, index=True)
+    created_at: dt.datetime = _ts()  # when the clerk called the ticket
+    connected_at: dt.datetime | None = _opt_ts()
+    first_media_at: dt.datetime | None = _opt_ts()
+    ended_at: dt.datetime | None = _opt_ts()
+    end_reason: str = Field(default="", max_length=32)
+    quality: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    # A clerk stopped the recording (allowed only where it is not required): it stays stopped
+    # for the rest of the call, for late joiners and rejoins too.
+    recording_stopped_at: dt.datetime | None = _opt_ts()
+    recording_stopped_by: int | None = Field(default=None, foreign_key="staff.id")
+
+
+class CallParticipant(SQLModel, table=True):
+    __tablename__ = "call_participant"
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="call.id", index=True)
+    staff_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
+    resident_id: int | None = Field(default=None, foreign_key="resident.id", index=True)
+    role: str = Field(max_length=16)  # point | resident | clerk | expert
+    joined_at: dt.datetime = _ts()
+    left_at: dt.datetime | None = _opt_ts()
+    disconnected_at: dt.datetime | None = _opt_ts()
+    resume_hash: str = Field(max_length=64)
+    # Bumped on every rejoin: a disconnect reported by an older socket of the same participant
+    # (noticed late, after the rejoin) must not mark the new connection as dropped.
+    generation: int = Field(default=0)
+    stats: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    stats_reports: int = Field(default=0)

@@ -129,8 +129,7 @@ async def login(
     expected = _code_hash(resident.id, request.code, cipher.lookup_key)
     if not hmac.compare_digest(row.code_hash, expected):
         session.add(row)
-        await session.commit()
-        raise Unauthenticated("bad_credentials")
+        raise Unauthenticated("bad_credentials").kept()
     row.used_at = now
     session.add(row)
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
@@ -167,12 +166,10 @@ async def authenticate(
     idle = dt.timedelta(seconds=settings.session_idle_seconds)
     if row.expires_at <= now or row.last_seen_at + idle <= now:
         await session.delete(row)
-        await session.commit()
-        raise Unauthenticated("session_expired")
+        raise Unauthenticated("session_expired").kept()
     if now - row.last_seen_at >= dt.timedelta(seconds=60):
         row.last_seen_at = now
         session.add(row)
-        await session.commit()
     resident = await residents.get(session=session, resident_id=row.resident_id)
     principal = Principal(
         staff_id=0,
@@ -190,4 +187,3 @@ async def logout(*, session: AsyncSession, session_id: str) -> None:
     row = await session.get(ResidentSession, session_id)
     if row is not None:
         await session.delete(row)
-        await session.commit()

@@ -9,7 +9,6 @@ from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import idnumber
-from core.access import Principal, site_in_scope
 from core.errors import Conflict, NotFound
 from core.models import Resident, Site, SiteKind
 from core.pii import PiiCipher
@@ -148,21 +147,6 @@ async def get(*, session: AsyncSession, resident_id: int) -> Resident:
     if row is None:
         raise NotFound(f"居民 {resident_id}", f"Resident {resident_id}")
     return row
-
-
-async def require_visible(session: AsyncSession, principal: Principal, resident: Resident) -> None:
-    """Admins, whoever registered the resident, and staff of their community's area may act
-    for them; a resident only for themself. Others get 404, so ids cannot be probed."""
-    if principal.is_resident:
-        if principal.resident_id == resident.id:
-            return
-    elif principal.is_admin or resident.created_by == principal.staff_id:
-        return
-    elif resident.community_id is not None and await site_in_scope(
-        session, principal, resident.community_id
-    ):
-        return
-    raise NotFound(f"居民 {resident.id}", f"Resident {resident.id}")
 
 
 def reveal(cipher: PiiCipher, resident: Resident) -> str:

@@ -222,8 +222,7 @@ async def login(
     ok = await passwords.verify(staff.password_hash if usable and staff else None, password)
     if not ok or staff is None:
         session.add(LoginFailure(username=username[:64], ip=ip[:64], at=now))
-        await session.commit()
-        raise Unauthenticated("bad_credentials")
+        raise Unauthenticated("bad_credentials").kept()
 
     if passwords.needs_rehash(staff.password_hash):
         staff.password_hash = await passwords.hash(password)
@@ -244,7 +243,6 @@ async def login(
     )
     session.add(row)
     principal = await principal_for(session, staff, row.token_hash)
-    await session.commit()
     return LoginResult(token=token, csrf_token=csrf, principal=principal, expires_at=expires)
 
 
@@ -262,21 +260,18 @@ async def authenticate(
     touch = touch_interval(settings)
     if row.expires_at <= now or row.last_seen_at + idle + touch <= now:
         await session.delete(row)
-        await session.commit()
-        raise Unauthenticated("session_expired")
+        raise Unauthenticated("session_expired").kept()
     staff = await session.get(Staff, row.staff_id)
     if staff is None or not staff.active:
         raise Unauthenticated()
     if now - row.last_seen_at >= touch:
         row.last_seen_at = now
         session.add(row)
-        await session.commit()
     return await principal_for(session, staff, row.token_hash), row
 
 
 async def logout(*, session: AsyncSession, session_id: str) -> None:
     await session.exec(delete(StaffSession).where(col(StaffSession.token_hash) == session_id))  # type: ignore[call-overload]
-    await session.commit()
 
 
 async def read(*, session: AsyncSession, staff: Staff) -> StaffRead:

@@ -37,7 +37,6 @@ async def login(ctx: Ctx) -> web.Response:
         request_id=ctx.request_id,
         ip=ctx.ip,
     )
-    await ctx.session.commit()
     response = json_response(me_read(result.principal, result.csrf_token))
     _session_cookies(
         response,
@@ -94,7 +93,6 @@ async def resident_code(ctx: Ctx) -> dict[str, bool]:
         sms=ctx.request.app[keys.SMS],
         request=ctx.body,
     )
-    await ctx.session.commit()
     # The same answer whether or not a code went out: the form must not reveal who exists.
     return {"sent": True}
 
@@ -113,7 +111,6 @@ async def resident_login(ctx: Ctx) -> web.Response:
         request_id=ctx.request_id,
         ip=ctx.ip,
     )
-    await ctx.session.commit()
     response = json_response(me_)
     max_age = int(resident_auth.SESSION_TTL.total_seconds())
     _session_cookies(response, s, resident_auth.RESIDENT_COOKIE, token, me_.csrf_token, max_age)

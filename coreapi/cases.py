@@ -6,6 +6,7 @@ from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 
 from core import audit, cases
+from core.access import require_case
 from core.errors import Conflict
 from core.models import CaseStatus
 from coreapi.shapes import MAX_ID, MAX_OFFSET, V1, Query
@@ -28,7 +29,6 @@ async def create_case(ctx: Ctx) -> cases.CaseRead:
         target_id=case.id or 0,
         **ctx.audit_kw(),
     )
-    await ctx.session.commit()
     return await cases.read(session=ctx.session, case=case)
 
 
@@ -53,7 +53,7 @@ async def rate_case(ctx: Ctx) -> cases.RatingRead:
             case_id=ctx.path_int("case_id"),
             rating_in=ctx.body,
         )
-        await ctx.session.commit()
+        await ctx.session.flush()
     except IntegrityError:  # two ratings at once: the second loses on the primary key
         raise Conflict("case.rated") from None
     return rated
@@ -61,7 +61,7 @@ async def rate_case(ctx: Ctx) -> cases.RatingRead:
 
 async def get_case(ctx: Ctx) -> cases.CaseRead:
     case = await cases.get(session=ctx.session, case_id=ctx.path_int("case_id"))
-    await cases.require_access(ctx.session, ctx.me, case)
+    await require_case(ctx.session, ctx.me, case)
     return await cases.read(session=ctx.session, case=case)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from core import audit, residents
+from core.access import require_resident
 from coreapi.shapes import V1
 from httpapi import keys
 from httpapi.api import Api, Ctx
@@ -32,7 +33,6 @@ async def create_resident(ctx: Ctx) -> residents.ResidentRead:
         target_id=row.id or 0,
         **ctx.audit_kw(),
     )
-    await ctx.session.commit()
     return residents.read(row)
 
 
@@ -47,13 +47,12 @@ async def lookup_resident(ctx: Ctx) -> residents.ResidentRead:
         target_id=row.id or 0,
         **ctx.audit_kw(),
     )
-    await ctx.session.commit()
     return residents.read(row)
 
 
 async def _visible_resident(ctx: Ctx) -> residents.Resident:
     row = await residents.get(session=ctx.session, resident_id=ctx.path_int("resident_id"))
-    await residents.require_visible(ctx.session, ctx.me, row)
+    await require_resident(ctx.session, ctx.me, row)
     return row
 
 
@@ -66,7 +65,6 @@ async def get_resident(ctx: Ctx) -> residents.ResidentRead:
         target_id=row.id or 0,
         **ctx.audit_kw(),
     )
-    await ctx.session.commit()
     return residents.read(row)
 
 
@@ -79,7 +77,6 @@ async def reveal_resident_id(ctx: Ctx) -> RevealRead:
         target_id=row.id or 0,
         **ctx.audit_kw(),
     )
-    await ctx.session.commit()
     return RevealRead(id_number=residents.reveal(ctx.request.app[keys.CIPHER], row))
 
 

@@ -58,7 +58,6 @@ async def create_staff(ctx: Ctx) -> staff.StaffRead:
         detail={"username": row.username, "role": row.role},
         **ctx.audit_kw(),
     )
-    await ctx.session.commit()
     return await staff.read(session=ctx.session, staff=row)
 
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from core import resident_auth
 from core import staff as staff_service
 from core.access import Principal, authorize
-from core.db import Database
+from core.db import Database, keep_refusals
 from core.errors import (
     AppError,
     Forbidden,
@@ -26,6 +26,7 @@ from core.errors import (
     Unauthenticated,
     UnsupportedMediaType,
 )
+from core.events import Outbox, deliver_nowhere
 from core.settings import Settings
 from httpapi import keys
 
@@ -58,6 +59,7 @@ class Ctx:
     body: Any
     query: Any
     session: Any
+    outbox: Outbox = field(default_factory=Outbox)
 
     @property
     def me(self) -> Principal:
@@ -141,7 +143,7 @@ class Api:
     def _endpoint(self, route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def endpoint(request: web.Request) -> web.StreamResponse:
             db: Database = request.app[keys.DB]
-            async with db.session() as session:
+            async with db.session() as session, keep_refusals(session):
                 if route.auth:
                     principal = await authenticate_request(request, session)
                 else:
@@ -155,7 +157,15 @@ class Api:
                     authorize(principal, route.action)
                 body = await parse_body(request, route.body) if route.body else None
                 query = parse_query(request, route.query) if route.query else None
-                result = await route.handler(Ctx(request, principal, body, query, session))
+                ctx = Ctx(request, principal, body, query, session)
+                result = await route.handler(ctx)
+                # One unit of work per request: the handler changed rows and queued events;
+                # commit once, then deliver (a client never hears of a rolled-back change).
+                if session.in_transaction():
+                    await session.commit()
+            deliveries = ctx.outbox.take()
+            if deliveries:
+                await request.app.get(keys.DELIVER, deliver_nowhere)(deliveries)
             if isinstance(result, web.StreamResponse):
                 return result
             return json_response(result, status=route.status)

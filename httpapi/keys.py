@@ -9,6 +9,7 @@ from aiohttp import web
 if TYPE_CHECKING:
     from core.access import Principal
     from core.db import Database
+    from core.events import Deliver
     from core.pii import PiiCipher
     from core.settings import Settings
     from core.sms import SmsGateway
@@ -23,6 +24,8 @@ PASSWORDS: web.AppKey[Passwords] = web.AppKey("passwords")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 API: web.AppKey[Api] = web.AppKey("api")
 SMS: web.AppKey[SmsGateway] = web.AppKey("sms")
+# How events reach clients once a unit of work has committed (socket.io rooms).
+DELIVER: web.AppKey[Deliver] = web.AppKey("deliver")
 
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal")

@@ -26,7 +26,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import audit, cases
-from core.access import Principal
+from core.access import Principal, supervises, was_in_call
 from core.db import Database, utcnow
 from core.errors import AppError, Conflict, Forbidden, NotFound
 from core.models import Case, Role, ServiceItem, Site
@@ -36,7 +36,6 @@ from media.models import Recording, RecordingSegment, RecordingStatus
 from media.recorder import Recorder, RecordingSlot, RecordingSlots, RecordingSlotsFull, Segment
 from media.snapshot import SnapshotError, take_snapshot
 from signaling.models import Call, CallParticipant, CallStatus
-from signaling.service import was_in_call
 from uploads.storage import ObjectStore, new_key
 
 log = logging.getLogger("cloudwindow.recording")
@@ -526,7 +525,7 @@ class Recordings:
 
 async def require_playback(session: AsyncSession, me: Principal, case: Case) -> None:
     """Clerks of the case (its line, or in one of its calls) and supervisors of its area."""
-    if await cases.supervises(session, me, case):
+    if await supervises(session, me, case):
         return
     if me.role is Role.clerk:
         if case.line_id is not None and case.line_id in me.line_ids:

@@ -9,12 +9,11 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.access import Principal
+from core.access import Principal, require_resident
 from core.catalog import get_item
 from core.db import utcnow
 from core.errors import AppError, Conflict, Invalid, NotFound
 from core.models import Resident, WindowLine
-from core.residents import require_visible
 from core.settings import Settings
 from scheduler.models import Appointment, AppointmentStatus
 
@@ -68,7 +67,7 @@ async def book(
     resident = await session.get(Resident, resident_id)
     if resident is None:
         raise NotFound(f"居民 {resident_id}", f"Resident {resident_id}")
-    await require_visible(session, principal, resident)
+    await require_resident(session, principal, resident)
     line = await session.get(WindowLine, appointment_in.line_id)
     if line is None or not line.active:
         raise NotFound(f"窗口 {appointment_in.line_id}", f"Window line {appointment_in.line_id}")
@@ -113,7 +112,7 @@ async def get(*, session: AsyncSession, principal: Principal, appointment_id: in
     resident = await session.get(Resident, a.resident_id)
     assert resident is not None
     try:
-        await require_visible(session, principal, resident)
+        await require_resident(session, principal, resident)
     except NotFound:
         raise NotFound(f"预约 {appointment_id}", f"Appointment {appointment_id}") from None
     return a
@@ -136,7 +135,7 @@ async def list_for(
     resident = await session.get(Resident, resident_id)
     if resident is None:
         raise NotFound(f"居民 {resident_id}", f"Resident {resident_id}")
-    await require_visible(session, principal, resident)
+    await require_resident(session, principal, resident)
     q = (
         select(Appointment)
         .where(Appointment.resident_id == resident_id)

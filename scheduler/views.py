@@ -19,7 +19,6 @@ async def book(ctx: Ctx) -> service.AppointmentRead:
     a = await service.book(
         session=ctx.session, settings=ctx.settings, principal=ctx.me, appointment_in=ctx.body
     )
-    await ctx.session.commit()
     return service.read(a)
 
 
@@ -34,7 +33,6 @@ async def cancel(ctx: Ctx) -> service.AppointmentRead:
     a = await service.cancel(
         session=ctx.session, principal=ctx.me, appointment_id=ctx.path_int("appointment_id")
     )
-    await ctx.session.commit()
     return service.read(a)
 
 

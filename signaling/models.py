@@ -6,10 +6,15 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Date, Index, UniqueConstraint
+from sqlalchemy import Column, Date, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from core.db import UTCDateTime, utcnow
+
+# The record of a case's calls is shared: who took part in them decides who may see the case.
+from core.models import Call, CallParticipant, CallStatus
+
+__all__ = ["Call", "CallParticipant", "CallStatus"]
 
 
 class TicketStatus(StrEnum):
@@ -26,12 +31,6 @@ class Outcome(StrEnum):
     accepted = "accepted"  # accepted for back-office approval
     returned = "returned"
     transferred = "transferred"
-
-
-class CallStatus(StrEnum):
-    ringing = "ringing"
-    active = "active"
-    ended = "ended"
 
 
 class PresenceStatus(StrEnum):
@@ -104,44 +103,6 @@ class LineCounter(SQLModel, table=True):
     line_id: int = Field(foreign_key="window_line.id", primary_key=True)
     day: dt.date = Field(sa_column=Column(Date, primary_key=True))
     last_seq: int = Field(default=0)
-
-
-class Call(SQLModel, table=True):
-    """One video room, with the times that make its log."""
-
-    __tablename__ = "call"
-    id: int | None = Field(default=None, primary_key=True)
-    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
-    case_id: int | None = Field(default=None, foreign_key="service_case.id", index=True)
-    status: str = Field(max_length=16, index=True)
-    created_at: dt.datetime = _ts()  # when the clerk called the ticket
-    connected_at: dt.datetime | None = _opt_ts()
-    first_media_at: dt.datetime | None = _opt_ts()
-    ended_at: dt.datetime | None = _opt_ts()
-    end_reason: str = Field(default="", max_length=32)
-    quality: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    # A clerk stopped the recording (allowed only where it is not required): it stays stopped
-    # for the rest of the call, for late joiners and rejoins too.
-    recording_stopped_at: dt.datetime | None = _opt_ts()
-    recording_stopped_by: int | None = Field(default=None, foreign_key="staff.id")
-
-
-class CallParticipant(SQLModel, table=True):
-    __tablename__ = "call_participant"
-    id: int | None = Field(default=None, primary_key=True)
-    call_id: int = Field(foreign_key="call.id", index=True)
-    staff_id: int | None = Field(default=None, foreign_key="staff.id", index=True)
-    resident_id: int | None = Field(default=None, foreign_key="resident.id", index=True)
-    role: str = Field(max_length=16)  # point | resident | clerk | expert
-    joined_at: dt.datetime = _ts()
-    left_at: dt.datetime | None = _opt_ts()
-    disconnected_at: dt.datetime | None = _opt_ts()
-    resume_hash: str = Field(max_length=64)
-    # Bumped on every rejoin: a disconnect reported by an older socket of the same participant
-    # (noticed late, after the rejoin) must not mark the new connection as dropped.
-    generation: int = Field(default=0)
-    stats: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
-    stats_reports: int = Field(default=0)
 
 
 class Presence(SQLModel, table=True):

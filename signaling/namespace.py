@@ -21,11 +21,12 @@ from typing import TYPE_CHECKING, Any
 
 import socketio
 from pydantic import BaseModel, ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import resident_auth
 from core import staff as staff_service
-from core.access import Principal, authorize
-from core.db import Database
+from core.access import Principal, authorize, require_ticket
+from core.db import Database, keep_refusals
 from core.errors import AppError, Forbidden, Unauthenticated
 from core.models import Role
 from core.settings import Settings
@@ -206,6 +207,19 @@ class Signaling:
 
     # -- connections
 
+    async def _authenticate(
+        self, session: AsyncSession, staff_cookie: Any, resident_cookie: Any
+    ) -> Principal:
+        if staff_cookie is not None:
+            principal, _row = await staff_service.authenticate(
+                session=session, settings=self.settings, token=staff_cookie.value
+            )
+        else:
+            principal, _row = await resident_auth.authenticate(
+                session=session, settings=self.settings, token=resident_cookie.value
+            )
+        return principal
+
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
         staff_cookie = cookie.get(self.settings.session_cookie_name)
@@ -214,15 +228,8 @@ class Signaling:
             raise socketio.exceptions.ConnectionRefusedError(Unauthenticated().to_dict())
         async with self.db.session() as session:
             try:
-                if staff_cookie is not None:
-                    principal, _row = await staff_service.authenticate(
-                        session=session, settings=self.settings, token=staff_cookie.value
-                    )
-                else:
-                    assert resident_cookie is not None
-                    principal, _row = await resident_auth.authenticate(
-                        session=session, settings=self.settings, token=resident_cookie.value
-                    )
+                async with keep_refusals(session):
+                    principal = await self._authenticate(session, staff_cookie, resident_cookie)
             except Unauthenticated as e:
                 raise socketio.exceptions.ConnectionRefusedError(e.to_dict()) from None
             if principal.role in ROLES_WITH_PRESENCE:
@@ -232,7 +239,7 @@ class Signaling:
                     node_id=self.node_id,
                     status=PresenceStatus.available,
                 )
-                await session.commit()
+            await session.commit()
         rate = self.settings.socket_events_per_second
         self.conns[sid] = Conn(principal, Bucket(rate, self.settings.socket_event_burst))
         if principal.role in ROLES_WITH_PRESENCE:
@@ -514,7 +521,7 @@ async def h_take(sg: Signaling, sid: str, conn: Conn, p: ev.TicketTake) -> Any:
 async def h_ticket_watch(sg: Signaling, sid: str, conn: Conn, p: ev.TicketRef) -> Any:
     async with sg.db.session() as session:
         t = await svc.get_ticket(session=session, ticket_id=p.ticket_id)
-        await svc.require_ticket_access(session, conn.principal, t)
+        await require_ticket(session, conn.principal, t)
         view = await svc.ticket_view(session, sg.settings, t)
     await sg.sio.enter_room(sid, svc.room_ticket(p.ticket_id))
     return view

@@ -24,7 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import cases as case_service
 from core import sites as site_service
-from core.access import Principal, site_in_scope
+from core.access import Principal, require_ticket
 from core.db import utcnow
 from core.errors import AppError, Conflict, Forbidden, Invalid, NotFound
 from core.models import Case, CaseStatus, Resident, Role, ServiceItem, StaffLine, WindowLine
@@ -506,24 +506,6 @@ async def get_ticket(*, session: AsyncSession, ticket_id: int, lock: bool = Fals
     return ticket
 
 
-async def require_ticket_access(session: AsyncSession, principal: Principal, t: Ticket) -> None:
-    """The taker, staff of the point's area, clerks of the line, or admins see a ticket.
-
-    A resident on their own device sees only their own tickets.
-    """
-    if principal.is_resident:
-        if t.resident_id is None or t.resident_id != principal.resident_id:
-            raise NotFound(f"号码 {t.id}", f"Ticket {t.id}")
-        return
-    if principal.is_admin or t.taken_by == principal.staff_id or t.line_id in principal.line_ids:
-        return
-    if t.called_by == principal.staff_id:
-        return
-    if await site_in_scope(session, principal, t.point_site_id):
-        return
-    raise NotFound(f"号码 {t.id}", f"Ticket {t.id}")
-
-
 def _state_error(t: Ticket, action: str, action_en: str) -> AppError:
     return Conflict(
         "ticket.state", number=t.number, status=t.status, action=action, action_en=action_en
@@ -534,7 +516,7 @@ async def cancel_ticket(
     *, session: AsyncSession, principal: Principal, outbox: Outbox, ticket_id: int
 ) -> Ticket:
     t = await get_ticket(session=session, ticket_id=ticket_id, lock=True)
-    await require_ticket_access(session, principal, t)
+    await require_ticket(session, principal, t)
     if t.status not in (TicketStatus.waiting, TicketStatus.called):
         raise _state_error(t, "取消", "cancel")
     now = utcnow()
@@ -662,7 +644,7 @@ async def answer(
 ) -> tuple[Ticket, CallJoin]:
     """The service point picks up: the ticket is being served and the point joins the call."""
     t = await get_ticket(session=session, ticket_id=ticket_id, lock=True)
-    await require_ticket_access(session, principal, t)
+    await require_ticket(session, principal, t)
     if t.status != TicketStatus.called or t.call_id is None:
         raise _state_error(t, "接听", "answer")
     call = await session.get(Call, t.call_id)
@@ -782,20 +764,6 @@ async def finish(
 
 
 # -- calls
-
-
-async def was_in_call(session: AsyncSession, principal: Principal, case_id: int) -> bool:
-    """Whether the principal took part in any call of the case (as staff or as the resident)."""
-    q = (
-        select(CallParticipant.id)
-        .join(Call, col(Call.id) == col(CallParticipant.call_id))
-        .where(Call.case_id == case_id)
-    )
-    if principal.is_resident:
-        q = q.where(CallParticipant.resident_id == principal.resident_id)
-    else:
-        q = q.where(CallParticipant.staff_id == principal.staff_id)
-    return (await session.exec(q.limit(1))).first() is not None
 
 
 def ice_servers(

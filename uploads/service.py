@@ -22,14 +22,13 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import audit, cases
-from core.access import Principal, can
+from core.access import Principal, can, require_case, supervises, was_in_call
 from core.db import Database, utcnow
 from core.errors import AppError, Conflict, Forbidden, Invalid, NotFound, TooLarge
 from core.models import Case, Role, ServiceItem
 from core.settings import Settings
 from media.models import RecordingSegment
 from signaling.models import Call, CallStatus
-from signaling.service import was_in_call
 from uploads import inspect
 from uploads.checklist import (
     Checklist,
@@ -185,7 +184,7 @@ class Materials:
         case = await session.get(Case, case_id)
         if case is None:
             raise _case_nf(case_id)
-        await cases.require_access(session, me, case)
+        await require_case(session, me, case)
         if case.status in cases.CLOSED:
             raise Conflict("case.closed")
         return case
@@ -211,7 +210,7 @@ class Materials:
         if case.created_by == me.staff_id:
             return
         if me.role is Role.supervisor:
-            if await cases.supervises(session, me, case):
+            if await supervises(session, me, case):
                 return
             raise nf
         if me.role is Role.clerk and case.line_id is not None and case.line_id in me.line_ids:
@@ -342,7 +341,7 @@ class Materials:
         if case is None:
             raise _slot_nf(slot_id)
         try:
-            await cases.require_access(session, me, case)
+            await require_case(session, me, case)
         except NotFound:
             raise _slot_nf(slot_id) from None
         return slot
@@ -659,7 +658,7 @@ class Materials:
             raise _material_nf(material_id)
         try:
             await self._require_reviewer(session, me, case)
-            await cases.require_access(session, me, case)
+            await require_case(session, me, case)
         except NotFound:
             raise _material_nf(material_id) from None
         if case.status in cases.CLOSED:
@@ -751,7 +750,7 @@ class Materials:
         case = await session.get(Case, case_id)
         if case is None:
             raise _case_nf(case_id)
-        await cases.require_access(session, me, case)
+        await require_case(session, me, case)
         return await build(session, case)
 
     # -- viewing
