@@ -27,6 +27,7 @@ from core import resident_auth
 from core import staff as staff_service
 from core.access import Principal, authorize, require_ticket
 from core.db import Database, keep_refusals
+from core.events import Delivery
 from core.errors import AppError, Forbidden, Unauthenticated
 from core.models import Role
 from core.settings import Settings
@@ -204,6 +205,11 @@ class Signaling:
                 raise
             except Exception:
                 log.exception("background work failed: %s", getattr(work, "__name__", work))
+
+    async def deliver(self, deliveries: list[Delivery]) -> None:
+        """Send committed events to their audiences' rooms (every node's clients)."""
+        for d in deliveries:
+            await self.sio.emit(d.event.name, d.event.payload(), room=d.to.room)
 
     # -- connections
 

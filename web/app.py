@@ -64,6 +64,7 @@ def create_app(settings: Settings) -> web.Application:
     signaling = Signaling(settings, db)
     signaling.attach(app)
     app[signaling_views.SIGNALING] = signaling
+    app[keys.DELIVER] = signaling.deliver
     app[keys.SMS] = RecordingSmsGateway()
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_secrets)
