@@ -27,7 +27,7 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 
 # The web UI: npm packages from the lock file (reinstalled when it changes), then a build
 # whenever a source file is newer than the last one.
-UI_SRC := $(shell find $(UI)/src $(UI)/index.html $(UI)/vite.config.ts $(UI)/tsconfig.json \
+UI_SRC := $(shell find $(UI)/src $(UI)/index.html $(UI)/vite.config.ts $(UI)/tsconfig.json $(UI)/package.json \
   -type f 2>/dev/null)
 
 $(UI)/node_modules/.installed: $(UI)/package-lock.json
@@ -36,6 +36,10 @@ $(UI)/node_modules/.installed: $(UI)/package-lock.json
 
 $(UI)/dist/index.html: $(UI)/node_modules/.installed $(UI_SRC)
 	cd $(UI) && npm run build
+
+# The same UI with the hooks the browser tests read (window.__cw); the tests serve this one.
+$(UI)/dist-e2e/index.html: $(UI)/node_modules/.installed $(UI_SRC)
+	cd $(UI) && npm run build:e2e
 
 ui: $(UI)/dist/index.html
 
@@ -52,18 +56,20 @@ run: $(VENV)/.installed ui
 serve: $(VENV)/.installed
 	$(VENV)/bin/cloudwindow serve
 
+# ruff, then the layer contracts in pyproject.toml ([tool.importlinter]).
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
 # pytest exits 5 when it collected nothing; that is reported, not hidden, but is not a failure.
-test: lint ui $(CHROMIUM)
+test: lint ui $(UI)/dist-e2e/index.html $(CHROMIUM)
 	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache $(UI)/dist
+	rm -rf $(VENV) var .pytest_cache .ruff_cache $(UI)/dist $(UI)/dist-e2e

@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 
 from tests.conftest import DEMO_PASSWORD, require_service
-from tests.e2e.server import ROOT, Server
+from tests.e2e.server import ROOT, UI_E2E, Server
 from tests.factories import id_number
 
 CHROMIUM = os.environ.get("CW_TEST_CHROMIUM", "/usr/bin/chromium")
-UI_DIST = ROOT / "web" / "ui" / "dist" / "index.html"
 AXE = ROOT / "web" / "ui" / "node_modules" / "axe-core" / "axe.min.js"
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 # Fake devices, no permission prompt; autoplay so remote <video> plays without a gesture.
@@ -45,7 +44,9 @@ def _require_tools() -> None:
     except ImportError:
         require_service(False, "playwright is not installed (pip install playwright)")
     require_service(Path(CHROMIUM).exists(), f"{CHROMIUM} missing (apt-get install chromium)")
-    require_service(UI_DIST.exists(), "web/ui/dist missing (make ui)")
+    require_service(
+        (UI_E2E / "index.html").exists(), "web/ui/dist-e2e missing (cd web/ui && npm run build:e2e)"
+    )
     require_service(AXE.exists(), "web/ui/node_modules/axe-core missing (make ui)")
 
 

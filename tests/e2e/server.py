@@ -8,15 +8,19 @@ from pathlib import Path
 
 from tests.signaling.nodes import ROOT, Node, server_env
 
-__all__ = ["ROOT", "Server"]
+__all__ = ["ROOT", "UI_E2E", "Server"]
+
+# The UI built with its test hooks (npm run build:e2e); `make test` builds it.
+UI_E2E = ROOT / "web" / "ui" / "dist-e2e"
 
 
 class Server(Node):
-    """One node on its own SQLite database; `settings` are extra CLOUDWINDOW_* values."""
+    """One node on its own SQLite database serving the e2e UI; `settings`: more CLOUDWINDOW_*."""
 
     def __init__(self, data_dir: Path, **settings: str) -> None:
         # Logins of many tests come from one address within minutes.
-        env = server_env(data_dir, login_max_failures_per_ip="1000", **settings)
+        settings = {"login_max_failures_per_ip": "1000", "ui_dir": str(UI_E2E), **settings}
+        env = server_env(data_dir, **settings)
         super().__init__("e2e", env, data_dir)
 
     def cli(self, *args: str) -> None:

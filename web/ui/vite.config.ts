@@ -5,9 +5,14 @@ import vue from '@vitejs/plugin-vue'
 // (CW_DEV_SERVER, default the local demo server).
 const backend = (globalThis as { process?: { env: Record<string, string | undefined> } }).process?.env.CW_DEV_SERVER ?? 'http://127.0.0.1:8080'
 
-export default defineConfig({
+// `--mode e2e` (npm run build:e2e) builds in the hooks the browser tests and the call-setup
+// benchmark read (window.__cw); every other build leaves them out.
+export default defineConfig(({ mode }) => ({
   plugins: [vue()],
   base: '/',
+  define: {
+    __TEST_HOOKS__: JSON.stringify(mode === 'e2e'),
+  },
   build: {
     outDir: 'dist',
     assetsDir: 'assets',
@@ -19,4 +24,4 @@ export default defineConfig({
       '/socket.io': { target: backend, ws: true },
     },
   },
-})
+}))

@@ -10,7 +10,7 @@ const GATHER_MS = 1500
 // One retry, this long after a failure: long enough for a slot to free or a node to come back.
 const RETRY_MS = 4000
 // A recorder connection "disconnected" this long counts as failed (Chrome reports brief
-// losses that heal by themselves; see DISCONNECTED_GRACE_MS in rtc.ts).
+// losses that heal by themselves; see DISCONNECTED_GRACE_MS in call/resume.ts).
 const DISCONNECTED_MS = 5000
 // Refusals another try cannot change.
 const FINAL = new Set(['recording.disabled', 'recording.no_media', 'call.ended', 'call.not_participant', 'forbidden_role'])
