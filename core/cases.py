@@ -6,7 +6,6 @@ import datetime as dt
 import secrets
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -18,9 +17,14 @@ from core.errors import Conflict, Invalid, NotFound
 from core.models import (
     BundleItem,
     Case,
+    CaseCreate,
     CaseEvent,
+    CaseEventRead,
     CaseRating,
+    CaseRead,
     CaseStatus,
+    RatingIn,
+    RatingRead,
     Resident,
     ServiceItem,
     Site,
@@ -29,56 +33,6 @@ from core.models import (
 CLOSED = frozenset(
     {CaseStatus.completed, CaseStatus.accepted, CaseStatus.returned, CaseStatus.cancelled}
 )
-
-
-class CaseCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    item_code: str = Field(min_length=1, max_length=32)
-    bundle_code: str | None = Field(default=None, max_length=32)
-    resident_id: int | None = None
-    site_id: int
-    note: str = Field(default="", max_length=1000)
-
-
-class CaseEventRead(BaseModel):
-    id: int
-    at: dt.datetime
-    kind: str
-    actor_id: int | None
-    data: dict[str, Any]
-
-
-class RatingIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
-    score: int = Field(ge=1, le=5)
-    comment: str = Field(default="", max_length=500)
-
-
-class RatingRead(BaseModel):
-    case_id: int
-    score: int
-    comment: str
-    rated_at: dt.datetime
-
-
-class CaseRead(BaseModel):
-    id: int
-    number: str
-    item_code: str
-    item_name: str
-    bundle_id: int | None
-    resident_id: int | None
-    resident_name: str | None
-    resident_id_masked: str | None
-    site_id: int
-    line_id: int | None
-    status: CaseStatus
-    created_at: dt.datetime
-    updated_at: dt.datetime
-    closed_at: dt.datetime | None
-    note: str
-    rating: RatingRead | None = None
-    timeline: list[CaseEventRead] = []
 
 
 def add_event(

@@ -5,59 +5,26 @@ from __future__ import annotations
 import unicodedata
 from collections import defaultdict
 
-from pydantic import BaseModel
 from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.errors import NotFound
-from core.models import Bundle, BundleItem, Department, ItemLevel, MaterialSpec, ServiceItem
+from core.models import (
+    Bundle,
+    BundleItem,
+    BundleRead,
+    Department,
+    DepartmentRead,
+    ItemLevel,
+    ItemRead,
+    MaterialSpec,
+    MaterialSpecRead,
+    ServiceItem,
+)
 
 # At most this many LIKE patterns go to the database for one query; the rest is scoring.
 MAX_PATTERNS = 12
-
-
-class MaterialSpecRead(BaseModel):
-    id: int
-    name: str
-    required: bool
-    accepted_types: list[str]
-    note: str
-
-
-class DepartmentRead(BaseModel):
-    code: str
-    name: str
-    name_en: str
-    item_count: int = 0
-
-
-class ItemRead(BaseModel):
-    id: int
-    code: str
-    name: str
-    name_en: str
-    department: str
-    department_name: str
-    level: ItemLevel
-    keywords: list[str]
-    remote_capable: bool
-    retention_days: int
-    description: str
-    materials: list[MaterialSpecRead]
-    score: float | None = None
-
-
-class BundleRead(BaseModel):
-    id: int
-    code: str
-    name: str
-    name_en: str
-    description: str
-    lead_department: str
-    items: list[ItemRead]
-    materials: list[str]  # distinct material names across the items, in first-seen order
-    documents_saved: int  # how many fewer documents than applying item by item
 
 
 def normalize(text: str) -> str:

@@ -7,9 +7,12 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
+import pydantic
+from pydantic import BaseModel, ConfigDict, field_validator
 from sqlalchemy import JSON, Column, Date, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from core import idnumber
 from core.db import UTCDateTime, utcnow
 
 
@@ -341,3 +344,222 @@ class CallParticipant(SQLModel, table=True):
     generation: int = Field(default=0)
     stats: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     stats_reports: int = Field(default=0)
+
+
+# -- request and response shapes (beside the tables they read and write)
+
+
+class CaseCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    item_code: str = pydantic.Field(min_length=1, max_length=32)
+    bundle_code: str | None = pydantic.Field(default=None, max_length=32)
+    resident_id: int | None = None
+    site_id: int
+    note: str = pydantic.Field(default="", max_length=1000)
+
+
+class CaseEventRead(BaseModel):
+    id: int
+    at: dt.datetime
+    kind: str
+    actor_id: int | None
+    data: dict[str, Any]
+
+
+class RatingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+    score: int = pydantic.Field(ge=1, le=5)
+    comment: str = pydantic.Field(default="", max_length=500)
+
+
+class RatingRead(BaseModel):
+    case_id: int
+    score: int
+    comment: str
+    rated_at: dt.datetime
+
+
+class CaseRead(BaseModel):
+    id: int
+    number: str
+    item_code: str
+    item_name: str
+    bundle_id: int | None
+    resident_id: int | None
+    resident_name: str | None
+    resident_id_masked: str | None
+    site_id: int
+    line_id: int | None
+    status: CaseStatus
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    closed_at: dt.datetime | None
+    note: str
+    rating: RatingRead | None = None
+    timeline: list[CaseEventRead] = []
+
+
+class MaterialSpecRead(BaseModel):
+    id: int
+    name: str
+    required: bool
+    accepted_types: list[str]
+    note: str
+
+
+class DepartmentRead(BaseModel):
+    code: str
+    name: str
+    name_en: str
+    item_count: int = 0
+
+
+class ItemRead(BaseModel):
+    id: int
+    code: str
+    name: str
+    name_en: str
+    department: str
+    department_name: str
+    level: ItemLevel
+    keywords: list[str]
+    remote_capable: bool
+    retention_days: int
+    description: str
+    materials: list[MaterialSpecRead]
+    score: float | None = None
+
+
+class BundleRead(BaseModel):
+    id: int
+    code: str
+    name: str
+    name_en: str
+    description: str
+    lead_department: str
+    items: list[ItemRead]
+    materials: list[str]  # distinct material names across the items, in first-seen order
+    documents_saved: int  # how many fewer documents than applying item by item
+
+
+class CodeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    id_number: str = pydantic.Field(min_length=1, max_length=32)
+    phone: str = pydantic.Field(min_length=1, max_length=20)
+
+
+class ResidentMe(BaseModel):
+    resident_id: int
+    name: str
+    id_masked: str
+    community_id: int | None
+    csrf_token: str
+
+
+class ResidentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str = pydantic.Field(min_length=1, max_length=50)
+    id_number: str = pydantic.Field(min_length=1, max_length=32)
+    phone: str = pydantic.Field(default="", max_length=20)
+    address: str = pydantic.Field(default="", max_length=200)
+    community_id: int | None = None
+    disabled: bool = False
+    pregnant: bool = False
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        return idnumber.normalize_phone(v) if v else v
+
+
+class ResidentLookup(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    id_number: str = pydantic.Field(min_length=1, max_length=32)
+
+
+class ResidentRead(BaseModel):
+    id: int
+    name: str
+    id_masked: str
+    birth_date: dt.date
+    age: int
+    sex: str
+    phone: str
+    address: str
+    community_id: int | None
+    disabled: bool
+    pregnant: bool
+    elderly: bool
+    priority: bool
+
+
+class IdNumberCheck(BaseModel):
+    valid: bool
+    masked: str | None = None
+    birth_date: dt.date | None = None
+    sex: str | None = None
+    age: int | None = None
+
+
+class SiteRead(BaseModel):
+    id: int
+    code: str
+    kind: SiteKind
+    parent_id: int | None
+    name: str
+    name_en: str
+    address: str
+    lat: float
+    lng: float
+    opening_hours: dict[str, Any]
+
+
+class NearbySite(BaseModel):
+    site: SiteRead
+    distance_km: float
+
+
+class LineRead(BaseModel):
+    id: int
+    code: str
+    site_id: int
+    site_name: str
+    department: str
+    department_name: str
+    name: str
+    ticket_prefix: str
+    active: bool
+
+
+class StaffCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    username: str = pydantic.Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    display_name: str = pydantic.Field(min_length=1, max_length=100)
+    role: Role
+    password: str = pydantic.Field(max_length=200)
+    skills: list[str] = pydantic.Field(default_factory=list, max_length=20)
+    phone: str = pydantic.Field(default="", max_length=20)
+    site_codes: list[str] = pydantic.Field(default_factory=list, max_length=50)
+    line_codes: list[str] = pydantic.Field(default_factory=list, max_length=50)
+
+    @field_validator("role")
+    @classmethod
+    def _staff_role(cls, v: Role) -> Role:
+        if v is Role.resident:
+            raise ValueError("residents sign in by SMS code; they are not staff accounts")
+        return v
+
+
+class StaffRead(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    skills: list[str]
+    active: bool
+    site_ids: list[int]
+    line_ids: list[int]
+
+
+class CodeLogin(CodeRequest):
+    code: str = pydantic.Field(pattern=r"^[0-9]{6}$")

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import secrets
 
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -16,7 +15,7 @@ from core import idnumber, residents
 from core.access import Principal
 from core.db import utcnow
 from core.errors import RateLimited, Unauthenticated
-from core.models import ResidentLoginCode, ResidentSession, Role
+from core.models import CodeLogin, CodeRequest, ResidentLoginCode, ResidentMe, ResidentSession, Role
 from core.pii import PiiCipher
 from core.settings import Settings
 from core.sms import SmsGateway
@@ -26,24 +25,6 @@ CODE_TTL = dt.timedelta(minutes=5)
 CODE_ATTEMPTS = 5  # wrong guesses before a code is void: 5 in a million at worst
 CODES_PER_HOUR = 5  # codes one resident can be sent per hour (SMS costs money and annoys)
 SESSION_TTL = dt.timedelta(hours=2)
-
-
-class CodeRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    id_number: str = Field(min_length=1, max_length=32)
-    phone: str = Field(min_length=1, max_length=20)
-
-
-class CodeLogin(CodeRequest):
-    code: str = Field(pattern=r"^[0-9]{6}$")
-
-
-class ResidentMe(BaseModel):
-    resident_id: int
-    name: str
-    id_masked: str
-    community_id: int | None
-    csrf_token: str
 
 
 def _code_hash(resident_id: int, code: str, key: bytes) -> str:

@@ -4,63 +4,24 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import idnumber
 from core.errors import Conflict, NotFound
-from core.models import Resident, Site, SiteKind
+from core.models import (
+    IdNumberCheck,
+    Resident,
+    ResidentCreate,
+    ResidentRead,
+    Site,
+    SiteKind,
+)
 from core.pii import PiiCipher
 
 # Residents this old or older, and disabled residents, are served first in the queue.
 PRIORITY_AGE = 80
 ELDERLY_AGE = 60
-
-
-class ResidentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    name: str = Field(min_length=1, max_length=50)
-    id_number: str = Field(min_length=1, max_length=32)
-    phone: str = Field(default="", max_length=20)
-    address: str = Field(default="", max_length=200)
-    community_id: int | None = None
-    disabled: bool = False
-    pregnant: bool = False
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, v: str) -> str:
-        return idnumber.normalize_phone(v) if v else v
-
-
-class ResidentLookup(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    id_number: str = Field(min_length=1, max_length=32)
-
-
-class ResidentRead(BaseModel):
-    id: int
-    name: str
-    id_masked: str
-    birth_date: dt.date
-    age: int
-    sex: str
-    phone: str
-    address: str
-    community_id: int | None
-    disabled: bool
-    pregnant: bool
-    elderly: bool
-    priority: bool
-
-
-class IdNumberCheck(BaseModel):
-    valid: bool
-    masked: str | None = None
-    birth_date: dt.date | None = None
-    sex: str | None = None
-    age: int | None = None
 
 
 def age_of(birth: dt.date, today: dt.date) -> int:

@@ -3,47 +3,24 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from pydantic import BaseModel
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.errors import NotFound
-from core.models import Department, ServiceItem, Site, SiteKind, WindowLine
+from core.models import (
+    Department,
+    LineRead,
+    NearbySite,
+    ServiceItem,
+    Site,
+    SiteKind,
+    SiteRead,
+    WindowLine,
+)
 
 EARTH_RADIUS_KM = 6371.0088
 HALL_KINDS = (SiteKind.district, SiteKind.town)
-
-
-class SiteRead(BaseModel):
-    id: int
-    code: str
-    kind: SiteKind
-    parent_id: int | None
-    name: str
-    name_en: str
-    address: str
-    lat: float
-    lng: float
-    opening_hours: dict[str, Any]
-
-
-class NearbySite(BaseModel):
-    site: SiteRead
-    distance_km: float
-
-
-class LineRead(BaseModel):
-    id: int
-    code: str
-    site_id: int
-    site_name: str
-    department: str
-    department_name: str
-    name: str
-    ticket_prefix: str
-    active: bool
 
 
 def site_read(s: Site) -> SiteRead:

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import delete, func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -23,7 +22,9 @@ from core.models import (
     Role,
     Site,
     Staff,
+    StaffCreate,
     StaffLine,
+    StaffRead,
     StaffSession,
     StaffSite,
     WindowLine,
@@ -38,36 +39,6 @@ TOUCH_INTERVAL = dt.timedelta(seconds=60)
 
 def touch_interval(settings: Settings) -> dt.timedelta:
     return min(TOUCH_INTERVAL, dt.timedelta(seconds=settings.session_idle_seconds / 10))
-
-
-class StaffCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    username: str = Field(min_length=2, max_length=64, pattern=r"^[a-z0-9][a-z0-9._-]*$")
-    display_name: str = Field(min_length=1, max_length=100)
-    role: Role
-    password: str = Field(max_length=200)
-    skills: list[str] = Field(default_factory=list, max_length=20)
-    phone: str = Field(default="", max_length=20)
-    site_codes: list[str] = Field(default_factory=list, max_length=50)
-    line_codes: list[str] = Field(default_factory=list, max_length=50)
-
-    @field_validator("role")
-    @classmethod
-    def _staff_role(cls, v: Role) -> Role:
-        if v is Role.resident:
-            raise ValueError("residents sign in by SMS code; they are not staff accounts")
-        return v
-
-
-class StaffRead(BaseModel):
-    id: int
-    username: str
-    display_name: str
-    role: Role
-    skills: list[str]
-    active: bool
-    site_ids: list[int]
-    line_ids: list[int]
 
 
 class Passwords:

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from core import audit, resident_auth, residents, staff
 from core.errors import Forbidden
-from core.models import ResidentSession, StaffSession
+from core.models import CodeLogin, CodeRequest, ResidentMe, ResidentSession, StaffSession
 from core.settings import Settings
 from coreapi.shapes import V1, LoginIn, MeRead, me_read
 from httpapi import keys
@@ -117,13 +117,13 @@ async def resident_login(ctx: Ctx) -> web.Response:
     return response
 
 
-async def resident_me(ctx: Ctx) -> resident_auth.ResidentMe:
+async def resident_me(ctx: Ctx) -> ResidentMe:
     p = ctx.me
     if not p.is_resident or p.resident_id is None:
         raise Forbidden("forbidden_role")
     row = await residents.get(session=ctx.session, resident_id=p.resident_id)
     sess = await ctx.session.get(ResidentSession, p.session_id)
-    return resident_auth.ResidentMe(
+    return ResidentMe(
         resident_id=p.resident_id,
         name=row.name,
         id_masked=row.id_masked,
@@ -168,7 +168,7 @@ def register(api: Api) -> None:
         auth=False,
         status=202,
         summary="Send a sign-in code to a resident's registered phone",
-        body=resident_auth.CodeRequest,
+        body=CodeRequest,
         tags=("resident",),
     )
     a(
@@ -177,8 +177,8 @@ def register(api: Api) -> None:
         resident_login,
         auth=False,
         summary="Resident sign-in with the SMS code; sets the resident cookie",
-        body=resident_auth.CodeLogin,
-        response=resident_auth.ResidentMe,
+        body=CodeLogin,
+        response=ResidentMe,
         tags=("resident",),
     )
     a(
@@ -186,7 +186,7 @@ def register(api: Api) -> None:
         f"{V1}/resident-auth/me",
         resident_me,
         summary="The signed-in resident",
-        response=resident_auth.ResidentMe,
+        response=ResidentMe,
         tags=("resident",),
     )
     a(

@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from core import audit, cases
 from core.access import require_case
 from core.errors import Conflict
-from core.models import CaseStatus
+from core.models import CaseCreate, CaseRead, CaseStatus, RatingIn, RatingRead
 from coreapi.shapes import MAX_ID, MAX_OFFSET, V1, Query
 from httpapi.api import Api, Ctx
 
@@ -20,7 +20,7 @@ class CaseQuery(Query):
     offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
-async def create_case(ctx: Ctx) -> cases.CaseRead:
+async def create_case(ctx: Ctx) -> CaseRead:
     case = await cases.create(session=ctx.session, principal=ctx.me, case_in=ctx.body)
     audit.record(
         ctx.session,
@@ -32,7 +32,7 @@ async def create_case(ctx: Ctx) -> cases.CaseRead:
     return await cases.read(session=ctx.session, case=case)
 
 
-async def list_cases(ctx: Ctx) -> list[cases.CaseRead]:
+async def list_cases(ctx: Ctx) -> list[CaseRead]:
     q: CaseQuery = ctx.query
     rows = await cases.list_cases(
         session=ctx.session,
@@ -45,7 +45,7 @@ async def list_cases(ctx: Ctx) -> list[cases.CaseRead]:
     return [await cases.read(session=ctx.session, case=c, timeline=False) for c in rows]
 
 
-async def rate_case(ctx: Ctx) -> cases.RatingRead:
+async def rate_case(ctx: Ctx) -> RatingRead:
     try:
         rated = await cases.rate(
             session=ctx.session,
@@ -59,7 +59,7 @@ async def rate_case(ctx: Ctx) -> cases.RatingRead:
     return rated
 
 
-async def get_case(ctx: Ctx) -> cases.CaseRead:
+async def get_case(ctx: Ctx) -> CaseRead:
     case = await cases.get(session=ctx.session, case_id=ctx.path_int("case_id"))
     await require_case(ctx.session, ctx.me, case)
     return await cases.read(session=ctx.session, case=case)
@@ -74,8 +74,8 @@ def register(api: Api) -> None:
         create_case,
         summary="Open a case",
         action="case.create",
-        body=cases.CaseCreate,
-        response=cases.CaseRead,
+        body=CaseCreate,
+        response=CaseRead,
         status=201,
         tags=("cases",),
     )
@@ -86,7 +86,7 @@ def register(api: Api) -> None:
         summary="Cases in my area",
         action="case.read",
         query=CaseQuery,
-        response=list[cases.CaseRead],
+        response=list[CaseRead],
         tags=("cases",),
     )
     a(
@@ -95,7 +95,7 @@ def register(api: Api) -> None:
         get_case,
         summary="One case with its timeline",
         action="case.read",
-        response=cases.CaseRead,
+        response=CaseRead,
         tags=("cases",),
     )
     a(
@@ -104,8 +104,8 @@ def register(api: Api) -> None:
         rate_case,
         summary="The resident's rating (好差评) of a finished case, 1 to 5, once",
         action="case.rate",
-        body=cases.RatingIn,
-        response=cases.RatingRead,
+        body=RatingIn,
+        response=RatingRead,
         status=201,
         tags=("cases",),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from core import catalog
+from core.models import BundleRead, DepartmentRead, ItemRead
 from coreapi.shapes import V1, Query
 from httpapi.api import Api, Ctx
 
@@ -16,27 +17,27 @@ class ItemQuery(Query):
     limit: int = Field(default=20, ge=1, le=100)
 
 
-async def list_departments(ctx: Ctx) -> list[catalog.DepartmentRead]:
+async def list_departments(ctx: Ctx) -> list[DepartmentRead]:
     return await catalog.list_departments(session=ctx.session)
 
 
-async def search_items(ctx: Ctx) -> list[catalog.ItemRead]:
+async def search_items(ctx: Ctx) -> list[ItemRead]:
     q: ItemQuery = ctx.query
     return await catalog.search(
         session=ctx.session, query=q.q, department=q.department, remote_only=q.remote, limit=q.limit
     )
 
 
-async def get_item(ctx: Ctx) -> catalog.ItemRead:
+async def get_item(ctx: Ctx) -> ItemRead:
     item = await catalog.get_item(session=ctx.session, code=ctx.request.match_info["code"])
     return (await catalog.read_items(ctx.session, [item]))[0]
 
 
-async def list_bundles(ctx: Ctx) -> list[catalog.BundleRead]:
+async def list_bundles(ctx: Ctx) -> list[BundleRead]:
     return await catalog.list_bundles(session=ctx.session)
 
 
-async def get_bundle(ctx: Ctx) -> catalog.BundleRead:
+async def get_bundle(ctx: Ctx) -> BundleRead:
     bundle = await catalog.get_bundle(session=ctx.session, code=ctx.request.match_info["code"])
     return await catalog.read_bundle(session=ctx.session, bundle=bundle)
 
@@ -49,7 +50,7 @@ def register(api: Api) -> None:
         list_departments,
         summary="Departments with item counts",
         action="catalog.read",
-        response=list[catalog.DepartmentRead],
+        response=list[DepartmentRead],
         tags=("catalog",),
     )
     a(
@@ -59,7 +60,7 @@ def register(api: Api) -> None:
         summary="Search or list service items",
         action="catalog.read",
         query=ItemQuery,
-        response=list[catalog.ItemRead],
+        response=list[ItemRead],
         tags=("catalog",),
     )
     a(
@@ -68,7 +69,7 @@ def register(api: Api) -> None:
         get_item,
         summary="One service item with its materials",
         action="catalog.read",
-        response=catalog.ItemRead,
+        response=ItemRead,
         tags=("catalog",),
     )
     a(
@@ -77,7 +78,7 @@ def register(api: Api) -> None:
         list_bundles,
         summary="Item bundles (一事联办)",
         action="catalog.read",
-        response=list[catalog.BundleRead],
+        response=list[BundleRead],
         tags=("catalog",),
     )
     a(
@@ -86,6 +87,6 @@ def register(api: Api) -> None:
         get_bundle,
         summary="One bundle",
         action="catalog.read",
-        response=catalog.BundleRead,
+        response=BundleRead,
         tags=("catalog",),
     )

@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from core import audit, residents
 from core.access import require_resident
+from core.models import IdNumberCheck, ResidentCreate, ResidentLookup, ResidentRead
 from coreapi.shapes import V1
 from httpapi import keys
 from httpapi.api import Api, Ctx
@@ -15,11 +16,11 @@ class RevealRead(BaseModel):
     id_number: str
 
 
-async def check_id_number(ctx: Ctx) -> residents.IdNumberCheck:
+async def check_id_number(ctx: Ctx) -> IdNumberCheck:
     return residents.check(ctx.body.id_number)
 
 
-async def create_resident(ctx: Ctx) -> residents.ResidentRead:
+async def create_resident(ctx: Ctx) -> ResidentRead:
     row = await residents.create(
         session=ctx.session,
         cipher=ctx.request.app[keys.CIPHER],
@@ -36,7 +37,7 @@ async def create_resident(ctx: Ctx) -> residents.ResidentRead:
     return residents.read(row)
 
 
-async def lookup_resident(ctx: Ctx) -> residents.ResidentRead:
+async def lookup_resident(ctx: Ctx) -> ResidentRead:
     row = await residents.find_by_number(
         session=ctx.session, cipher=ctx.request.app[keys.CIPHER], id_number=ctx.body.id_number
     )
@@ -56,7 +57,7 @@ async def _visible_resident(ctx: Ctx) -> residents.Resident:
     return row
 
 
-async def get_resident(ctx: Ctx) -> residents.ResidentRead:
+async def get_resident(ctx: Ctx) -> ResidentRead:
     row = await _visible_resident(ctx)
     audit.record(
         ctx.session,
@@ -89,8 +90,8 @@ def register(api: Api) -> None:
         check_id_number,
         summary="Validate an ID number live",
         action="resident.read",
-        body=residents.ResidentLookup,
-        response=residents.IdNumberCheck,
+        body=ResidentLookup,
+        response=IdNumberCheck,
         tags=("residents",),
     )
     a(
@@ -99,8 +100,8 @@ def register(api: Api) -> None:
         create_resident,
         summary="Register a resident",
         action="resident.create",
-        body=residents.ResidentCreate,
-        response=residents.ResidentRead,
+        body=ResidentCreate,
+        response=ResidentRead,
         status=201,
         tags=("residents",),
     )
@@ -110,8 +111,8 @@ def register(api: Api) -> None:
         lookup_resident,
         summary="Find a resident by ID number",
         action="resident.read",
-        body=residents.ResidentLookup,
-        response=residents.ResidentRead,
+        body=ResidentLookup,
+        response=ResidentRead,
         tags=("residents",),
     )
     a(
@@ -120,7 +121,7 @@ def register(api: Api) -> None:
         get_resident,
         summary="One resident (masked)",
         action="resident.read",
-        response=residents.ResidentRead,
+        response=ResidentRead,
         tags=("residents",),
     )
     a(

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field
 
 from core import sites
-from core.models import SiteKind
+from core.models import LineRead, NearbySite, SiteKind, SiteRead
 from coreapi.shapes import MAX_ID, MAX_OFFSET, V1, Query
 from httpapi.api import Api, Ctx
 
@@ -31,7 +31,7 @@ class LineQuery(Query):
     department: str | None = Field(default=None, max_length=32)
 
 
-async def list_sites(ctx: Ctx) -> list[sites.SiteRead]:
+async def list_sites(ctx: Ctx) -> list[SiteRead]:
     q: SiteQuery = ctx.query
     rows = await sites.list_sites(
         session=ctx.session, kind=q.kind, parent_id=q.parent_id, limit=q.limit, offset=q.offset
@@ -39,7 +39,7 @@ async def list_sites(ctx: Ctx) -> list[sites.SiteRead]:
     return [sites.site_read(s) for s in rows]
 
 
-async def nearest_sites(ctx: Ctx) -> list[sites.NearbySite]:
+async def nearest_sites(ctx: Ctx) -> list[NearbySite]:
     q: NearestQuery = ctx.query
     kinds = sites.HALL_KINDS if q.kind == "hall" else (SiteKind.community,)
     return await sites.nearest(
@@ -47,11 +47,11 @@ async def nearest_sites(ctx: Ctx) -> list[sites.NearbySite]:
     )
 
 
-async def get_site(ctx: Ctx) -> sites.SiteRead:
+async def get_site(ctx: Ctx) -> SiteRead:
     return sites.site_read(await sites.get(session=ctx.session, site_id=ctx.path_int("site_id")))
 
 
-async def list_lines(ctx: Ctx) -> list[sites.LineRead]:
+async def list_lines(ctx: Ctx) -> list[LineRead]:
     q: LineQuery = ctx.query
     return await sites.list_lines(session=ctx.session, site_id=q.site_id, department=q.department)
 
@@ -66,7 +66,7 @@ def register(api: Api) -> None:
         summary="List sites",
         action="sites.read",
         query=SiteQuery,
-        response=list[sites.SiteRead],
+        response=list[SiteRead],
         tags=("sites",),
     )
     a(
@@ -76,7 +76,7 @@ def register(api: Api) -> None:
         summary="Nearest halls to a coordinate",
         action="sites.read",
         query=NearestQuery,
-        response=list[sites.NearbySite],
+        response=list[NearbySite],
         tags=("sites",),
     )
     a(
@@ -85,7 +85,7 @@ def register(api: Api) -> None:
         get_site,
         summary="One site",
         action="sites.read",
-        response=sites.SiteRead,
+        response=SiteRead,
         tags=("sites",),
     )
     a(
@@ -95,6 +95,6 @@ def register(api: Api) -> None:
         summary="Window lines",
         action="sites.read",
         query=LineQuery,
-        response=list[sites.LineRead],
+        response=list[LineRead],
         tags=("sites",),
     )

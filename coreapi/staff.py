@@ -7,7 +7,7 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from core import audit, staff
-from core.models import AuditEntry, Role
+from core.models import AuditEntry, Role, StaffCreate, StaffRead
 from coreapi.shapes import MAX_ID, MAX_OFFSET, V1, Query
 from httpapi import keys
 from httpapi.api import Api, Ctx
@@ -40,13 +40,13 @@ class AuditRead(BaseModel):
     request_id: str
 
 
-async def list_staff(ctx: Ctx) -> list[staff.StaffRead]:
+async def list_staff(ctx: Ctx) -> list[StaffRead]:
     q: StaffQuery = ctx.query
     rows = await staff.list_staff(session=ctx.session, role=q.role, limit=q.limit, offset=q.offset)
     return [await staff.read(session=ctx.session, staff=s) for s in rows]
 
 
-async def create_staff(ctx: Ctx) -> staff.StaffRead:
+async def create_staff(ctx: Ctx) -> StaffRead:
     row = await staff.create(
         session=ctx.session, passwords=ctx.request.app[keys.PASSWORDS], staff_in=ctx.body
     )
@@ -84,7 +84,7 @@ def register(api: Api) -> None:
         summary="Staff",
         action="staff.read",
         query=StaffQuery,
-        response=list[staff.StaffRead],
+        response=list[StaffRead],
         tags=("staff",),
     )
     a(
@@ -93,8 +93,8 @@ def register(api: Api) -> None:
         create_staff,
         summary="Add a staff member",
         action="staff.manage",
-        body=staff.StaffCreate,
-        response=staff.StaffRead,
+        body=StaffCreate,
+        response=StaffRead,
         status=201,
         tags=("staff",),
     )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
+import pydantic
+from pydantic import AwareDatetime, BaseModel, ConfigDict
 from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
@@ -32,3 +34,25 @@ class Appointment(SQLModel, table=True):
     booked_by: int | None = Field(default=None, foreign_key="staff.id")
     ticket_id: int | None = Field(default=None)
     created_at: dt.datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+# -- request and response shapes (beside the tables they read and write)
+
+
+class AppointmentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    resident_id: int | None = pydantic.Field(default=None, ge=1, le=2**31 - 1)
+    line_id: int = pydantic.Field(ge=1, le=2**31 - 1)
+    item_code: str = pydantic.Field(min_length=1, max_length=32)
+    starts_at: AwareDatetime
+
+
+class AppointmentRead(BaseModel):
+    id: int
+    resident_id: int
+    line_id: int
+    item_id: int
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    status: AppointmentStatus
+    ticket_id: int | None

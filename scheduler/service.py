@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlalchemy import func
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -15,29 +14,10 @@ from core.db import utcnow
 from core.errors import AppError, Conflict, Invalid, NotFound
 from core.models import Resident, WindowLine
 from core.settings import Settings
-from scheduler.models import Appointment, AppointmentStatus
+from scheduler.models import Appointment, AppointmentCreate, AppointmentRead, AppointmentStatus
 
 # A resident may check in this early for an appointment (and until the slot ends).
 CHECK_IN_EARLY = dt.timedelta(minutes=30)
-
-
-class AppointmentCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    resident_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    line_id: int = Field(ge=1, le=2**31 - 1)
-    item_code: str = Field(min_length=1, max_length=32)
-    starts_at: AwareDatetime
-
-
-class AppointmentRead(BaseModel):
-    id: int
-    resident_id: int
-    line_id: int
-    item_id: int
-    starts_at: dt.datetime
-    ends_at: dt.datetime
-    status: AppointmentStatus
-    ticket_id: int | None
 
 
 def read(a: Appointment) -> AppointmentRead:

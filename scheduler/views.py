@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from httpapi.api import Api, Ctx
 from scheduler import service
+from scheduler.models import AppointmentCreate, AppointmentRead
 
 V1 = "/api/v1"
 
@@ -15,21 +16,21 @@ class AppointmentQuery(BaseModel):
     resident_id: int = Field(ge=1, le=2**31 - 1)
 
 
-async def book(ctx: Ctx) -> service.AppointmentRead:
+async def book(ctx: Ctx) -> AppointmentRead:
     a = await service.book(
         session=ctx.session, settings=ctx.settings, principal=ctx.me, appointment_in=ctx.body
     )
     return service.read(a)
 
 
-async def list_appointments(ctx: Ctx) -> list[service.AppointmentRead]:
+async def list_appointments(ctx: Ctx) -> list[AppointmentRead]:
     rows = await service.list_for(
         session=ctx.session, principal=ctx.me, resident_id=ctx.query.resident_id
     )
     return [service.read(a) for a in rows]
 
 
-async def cancel(ctx: Ctx) -> service.AppointmentRead:
+async def cancel(ctx: Ctx) -> AppointmentRead:
     a = await service.cancel(
         session=ctx.session, principal=ctx.me, appointment_id=ctx.path_int("appointment_id")
     )
@@ -43,8 +44,8 @@ def register(api: Api) -> None:
         book,
         summary="Book an appointment slot on a line",
         action="appointment.book",
-        body=service.AppointmentCreate,
-        response=service.AppointmentRead,
+        body=AppointmentCreate,
+        response=AppointmentRead,
         status=201,
         tags=("appointments",),
     )
@@ -55,7 +56,7 @@ def register(api: Api) -> None:
         summary="A resident's appointments",
         action="appointment.book",
         query=AppointmentQuery,
-        response=list[service.AppointmentRead],
+        response=list[AppointmentRead],
         tags=("appointments",),
     )
     api.add(
@@ -64,6 +65,6 @@ def register(api: Api) -> None:
         cancel,
         summary="Cancel a booked appointment",
         action="appointment.book",
-        response=service.AppointmentRead,
+        response=AppointmentRead,
         tags=("appointments",),
     )
