@@ -9,6 +9,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "bad_request": ("请求无效", "Bad request"),
     "invalid_json": ("请求体不是有效的 JSON", "The request body is not valid JSON"),
     "validation": ("提交的数据有误", "Some fields are invalid"),
+    "control_characters": (
+        "提交的文字含有不可见的控制字符，请删除后重试",
+        "The text contains invisible control characters; remove them and try again",
+    ),
+    "too_deep": ("提交的数据嵌套层数过多", "The data is nested too deeply"),
     "body_too_large": (
         "请求体过大（上限 {limit} 字节）",
         "Request body too large (limit {limit} bytes)",

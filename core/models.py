@@ -14,6 +14,7 @@ from sqlmodel import Field, SQLModel
 
 from core import idnumber
 from core.db import UTCDateTime, utcnow
+from core.inputs import Id
 
 
 class Role(StrEnum):
@@ -353,8 +354,8 @@ class CaseCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     item_code: str = pydantic.Field(min_length=1, max_length=32)
     bundle_code: str | None = pydantic.Field(default=None, max_length=32)
-    resident_id: int | None = None
-    site_id: int
+    resident_id: Id | None = None
+    site_id: Id
     note: str = pydantic.Field(default="", max_length=1000)
 
 
@@ -462,7 +463,7 @@ class ResidentCreate(BaseModel):
     id_number: str = pydantic.Field(min_length=1, max_length=32)
     phone: str = pydantic.Field(default="", max_length=20)
     address: str = pydantic.Field(default="", max_length=200)
-    community_id: int | None = None
+    community_id: Id | None = None
     disabled: bool = False
     pregnant: bool = False
 

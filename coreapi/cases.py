@@ -8,8 +8,9 @@ from sqlalchemy.exc import IntegrityError
 from core import audit, cases
 from core.access import require_case
 from core.errors import Conflict
+from core.inputs import MAX_ID
 from core.models import CaseCreate, CaseRead, CaseStatus, RatingIn, RatingRead
-from coreapi.shapes import MAX_ID, MAX_OFFSET, V1, Query
+from coreapi.shapes import MAX_OFFSET, V1, Query
 from httpapi.api import Api, Ctx
 
 

@@ -8,7 +8,6 @@ from core.access import Principal
 from core.models import Role
 
 V1 = "/api/v1"
-MAX_ID = 2**31 - 1
 MAX_OFFSET = 1_000_000  # deeper paging than this is a forged or broken request
 
 

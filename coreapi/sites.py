@@ -7,8 +7,9 @@ from typing import Literal
 from pydantic import Field
 
 from core import sites
+from core.inputs import MAX_ID
 from core.models import LineRead, NearbySite, SiteKind, SiteRead
-from coreapi.shapes import MAX_ID, MAX_OFFSET, V1, Query
+from coreapi.shapes import MAX_OFFSET, V1, Query
 from httpapi.api import Api, Ctx
 
 

@@ -7,8 +7,9 @@ import datetime as dt
 from pydantic import BaseModel, Field
 
 from core import audit, staff
+from core.inputs import MAX_ID
 from core.models import AuditEntry, Role, StaffCreate, StaffRead
-from coreapi.shapes import MAX_ID, MAX_OFFSET, V1, Query
+from coreapi.shapes import MAX_OFFSET, V1, Query
 from httpapi import keys
 from httpapi.api import Api, Ctx
 

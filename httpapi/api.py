@@ -13,7 +13,7 @@ import pydantic_core
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from core import resident_auth
+from core import inputs, resident_auth
 from core import staff as staff_service
 from core.access import Principal, authorize
 from core.db import Database, keep_refusals
@@ -27,13 +27,12 @@ from core.errors import (
     UnsupportedMediaType,
 )
 from core.events import Outbox, deliver_nowhere
+from core.inputs import MAX_ID
 from core.settings import Settings
 from httpapi import keys
 
 log = logging.getLogger("cloudwindow.http")
 
-# Path ids are 32-bit INTEGER columns; a larger number can only be forged, so it is "not found".
-MAX_ID = 2**31 - 1
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
@@ -155,6 +154,8 @@ class Api:
                     if principal is None:
                         raise Unauthenticated()
                     authorize(principal, route.action)
+                for name, value in request.match_info.items():
+                    inputs.check_text(value, ("path", name))
                 body = await parse_body(request, route.body) if route.body else None
                 query = parse_query(request, route.query) if route.query else None
                 ctx = Ctx(request, principal, body, query, session)
@@ -300,11 +301,13 @@ async def parse_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
     if len(raw) > limit:
         raise TooLarge(limit=limit)
     try:
-        return model.model_validate_json(raw or b"{}")
+        parsed = model.model_validate_json(raw or b"{}")
     except ValidationError as e:
         if any(err["type"] == "json_invalid" for err in e.errors()):
             raise AppError("invalid_json") from None
         raise Invalid(details=validation_details(e)) from None
+    inputs.check_json_bytes(raw)
+    return parsed
 
 
 def parse_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
@@ -313,6 +316,8 @@ def parse_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
         if key == "lang":
             continue
         values = request.query.getall(key)
+        for v in (key, *values):
+            inputs.check_text(v, ("query", key))
         data[key] = values if len(values) > 1 else values[0]
     try:
         return model.model_validate(data)

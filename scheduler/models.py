@@ -11,6 +11,7 @@ from sqlalchemy import Index
 from sqlmodel import Field, SQLModel
 
 from core.db import UTCDateTime, utcnow
+from core.inputs import Id
 
 
 class AppointmentStatus(StrEnum):
@@ -41,8 +42,8 @@ class Appointment(SQLModel, table=True):
 
 class AppointmentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    resident_id: int | None = pydantic.Field(default=None, ge=1, le=2**31 - 1)
-    line_id: int = pydantic.Field(ge=1, le=2**31 - 1)
+    resident_id: Id | None = None
+    line_id: Id
     item_code: str = pydantic.Field(min_length=1, max_length=32)
     starts_at: AwareDatetime
 
