@@ -494,6 +494,18 @@ class ResidentRead(BaseModel):
     priority: bool
 
 
+class ResidentFound(BaseModel):
+    """What a lookup by ID number answers: enough to take a number, no more."""
+
+    id: int
+    name: str
+    id_masked: str
+    age: int
+    phone_masked: str
+    elderly: bool
+    priority: bool
+
+
 class IdNumberCheck(BaseModel):
     valid: bool
     masked: str | None = None

@@ -3,21 +3,31 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlmodel import select
+from sqlalchemy import func
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core import idnumber
-from core.errors import Conflict, NotFound
+from core import audit, idnumber
+from core.access import Principal
+from core.db import utcnow
+from core.errors import Conflict, NotFound, RateLimited
 from core.models import (
+    AuditEntry,
     IdNumberCheck,
     Resident,
     ResidentCreate,
+    ResidentFound,
     ResidentRead,
     Site,
     SiteKind,
 )
 from core.pii import PiiCipher
+from core.settings import Settings
+
+# Audit actions of a lookup by ID number: counted together for the per-worker limit.
+LOOKUP_ACTIONS = ("resident.lookup", "resident.lookup_miss")
 
 # Residents this old or older, and disabled residents, are served first in the queue.
 PRIORITY_AGE = 80
@@ -48,6 +58,35 @@ def read(r: Resident, *, today: dt.date | None = None) -> ResidentRead:
     )
 
 
+def mask_phone(phone: str) -> str:
+    return phone[:3] + "****" + phone[-4:] if len(phone) >= 7 else ""
+
+
+def found(r: Resident, *, today: dt.date | None = None) -> ResidentFound:
+    """The answer to a lookup: name and masks to confirm the person at the counter, the age
+    and priority the queue needs; no address, no birth date, no health or disability."""
+    full = read(r, today=today)
+    return ResidentFound(
+        id=full.id,
+        name=full.name,
+        id_masked=full.id_masked,
+        age=full.age,
+        phone_masked=mask_phone(r.phone),
+        elderly=full.elderly,
+        priority=full.priority,
+    )
+
+
+async def lookups_since(session: AsyncSession, actor_id: int, since: dt.datetime) -> int:
+    """Lookups by ID number (found or not) one staff member made since a time."""
+    q = select(func.count()).where(
+        col(AuditEntry.action).in_(LOOKUP_ACTIONS),
+        AuditEntry.actor_id == actor_id,
+        col(AuditEntry.at) >= since,
+    )
+    return (await session.exec(q)).one()
+
+
 def _context(id_hash: str) -> str:
     # Binds each ciphertext to its row's lookup hash, so a ciphertext copied to another row fails.
     return f"resident:{id_hash}"
@@ -56,7 +95,10 @@ def _context(id_hash: str) -> str:
 async def create(
     *, session: AsyncSession, cipher: PiiCipher, resident_in: ResidentCreate, created_by: int | None
 ) -> Resident:
-    """Register a resident; Conflict (with the existing id) if the ID number is known."""
+    """Register a resident; Conflict if the ID number is known.
+
+    The conflict does not name the existing record: a caller who holds the ID card finds it
+    with a lookup, which is audited and rate-limited."""
     parsed = idnumber.parse(resident_in.id_number)
     id_hash = cipher.lookup_hash(parsed.number)
     existing = (await session.exec(select(Resident.id).where(Resident.id_hash == id_hash))).first()
@@ -64,7 +106,6 @@ async def create(
         raise Conflict(
             what="该身份证号的居民",
             what_en="A resident with this ID number",
-            details=[{"resident_id": existing}],
         )
     if resident_in.community_id is not None:
         site = await session.get(Site, resident_in.community_id)
@@ -101,6 +142,37 @@ async def find_by_number(*, session: AsyncSession, cipher: PiiCipher, id_number:
     if row is None:
         raise NotFound("居民", "Resident")
     return row
+
+
+async def lookup(
+    *,
+    session: AsyncSession,
+    cipher: PiiCipher,
+    settings: Settings,
+    principal: Principal,
+    id_number: str,
+    request_id: str = "",
+    ip: str = "",
+) -> ResidentFound:
+    """Find a resident by the ID number on the card in front of the caller.
+
+    Every lookup is audited, found or not, and a staff member may make only so many an hour,
+    so the register cannot be walked number by number."""
+    now = utcnow()
+    made = await lookups_since(session, principal.staff_id, now - dt.timedelta(hours=1))
+    if made >= settings.resident_lookups_per_hour:
+        raise RateLimited(retry_after=3600)
+    kw: dict[str, Any] = {"actor": principal, "request_id": request_id, "ip": ip}
+    try:
+        row = await find_by_number(session=session, cipher=cipher, id_number=id_number)
+    except NotFound as e:
+        masked = idnumber.mask(idnumber.parse(id_number).number)
+        audit.record(session, action="resident.lookup_miss", detail={"id_masked": masked}, **kw)
+        raise e.kept() from None
+    audit.record(
+        session, action="resident.lookup", target_type="resident", target_id=row.id or 0, **kw
+    )
+    return found(row)
 
 
 async def get(*, session: AsyncSession, resident_id: int) -> Resident:

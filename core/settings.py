@@ -273,7 +273,12 @@ class Settings(BaseModel):
         False, description="Mark cookies Secure (set true whenever the site is served over HTTPS)."
     )
     login_max_failures: int = Field(
-        5, ge=1, description="Failed logins allowed per username within login_window_seconds."
+        5,
+        ge=1,
+        description=(
+            "Failed logins allowed per username from one client address within "
+            "login_window_seconds; beyond 4 times this from all addresses, attempts are slowed."
+        ),
     )
     login_max_failures_per_ip: int = Field(
         30,
@@ -282,6 +287,14 @@ class Settings(BaseModel):
     )
     login_window_seconds: int = Field(
         900, ge=10, description="Window over which failed logins are counted, in seconds."
+    )
+    resident_lookups_per_hour: int = Field(
+        120,
+        ge=1,
+        description=(
+            "Lookups of residents by ID number one staff member may make in an hour, found or "
+            "not (a busy service point serves about 40 residents a day); 429 above."
+        ),
     )
     password_hash_time_cost: int = Field(3, ge=1, description="Argon2id iterations for passwords.")
     password_hash_memory_kib: int = Field(

@@ -165,6 +165,29 @@ async def _failures_since(
     return int(count), oldest
 
 
+# Failures on one account, from any addresses, beyond which each attempt waits (4 times the
+# per-address limit is beyond what people mistyping at a few counters do); the wait starts at
+# 4 s and doubles with every further failure up to the cap, so the owner is slowed, not locked.
+ACCOUNT_FREE_FAILURES_FACTOR = 4
+ACCOUNT_MAX_DELAY_SECONDS = 60
+
+
+async def _account_delay(
+    session: AsyncSession, since: dt.datetime, now: dt.datetime, username: str, settings: Settings
+) -> int:
+    """Seconds to wait before the next attempt on an account guessed at from many addresses."""
+    free = settings.login_max_failures * ACCOUNT_FREE_FAILURES_FACTOR
+    q = select(func.count(), func.max(LoginFailure.at)).where(
+        col(LoginFailure.at) >= since, LoginFailure.username == username
+    )
+    count, latest = (await session.exec(q)).one()
+    if int(count) < free or latest is None:
+        return 0
+    delay = min(ACCOUNT_MAX_DELAY_SECONDS, 2 ** min(int(count) - free + 2, 6))
+    left = delay - (now - latest).total_seconds()
+    return max(0, int(left + 0.999))
+
+
 async def login(
     *,
     session: AsyncSession,
@@ -180,13 +203,19 @@ async def login(
     window = dt.timedelta(seconds=settings.login_window_seconds)
     since = now - window
     username = username.strip().lower()
+    # Guessing from one address is stopped for that account at that address, and for every
+    # account once the address has failed too often. Failures on one account from elsewhere
+    # never lock its owner out: many addresses guessing one account only slow it down.
     for limit, key in (
-        (settings.login_max_failures, {"username": username}),
+        (settings.login_max_failures, {"username": username, "ip": ip}),
         (settings.login_max_failures_per_ip, {"ip": ip}),
     ):
         count, oldest = await _failures_since(session, since, **key)
         if count >= limit and oldest is not None:
             raise RateLimited(retry_after=max(1, int((oldest + window - now).total_seconds()) + 1))
+    wait = await _account_delay(session, since, now, username, settings)
+    if wait > 0:
+        raise RateLimited(retry_after=wait)
 
     staff = (await session.exec(select(Staff).where(Staff.username == username))).first()
     usable = staff is not None and staff.active

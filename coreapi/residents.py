@@ -6,7 +6,7 @@ from pydantic import BaseModel
 
 from core import audit, residents
 from core.access import require_resident
-from core.models import IdNumberCheck, ResidentCreate, ResidentLookup, ResidentRead
+from core.models import IdNumberCheck, ResidentCreate, ResidentFound, ResidentLookup, ResidentRead
 from coreapi.shapes import V1
 from httpapi import keys
 from httpapi.api import Api, Ctx
@@ -37,18 +37,16 @@ async def create_resident(ctx: Ctx) -> ResidentRead:
     return residents.read(row)
 
 
-async def lookup_resident(ctx: Ctx) -> ResidentRead:
-    row = await residents.find_by_number(
-        session=ctx.session, cipher=ctx.request.app[keys.CIPHER], id_number=ctx.body.id_number
+async def lookup_resident(ctx: Ctx) -> ResidentFound:
+    return await residents.lookup(
+        session=ctx.session,
+        cipher=ctx.request.app[keys.CIPHER],
+        settings=ctx.settings,
+        principal=ctx.me,
+        id_number=ctx.body.id_number,
+        request_id=ctx.request_id,
+        ip=ctx.ip,
     )
-    audit.record(
-        ctx.session,
-        action="resident.lookup",
-        target_type="resident",
-        target_id=row.id or 0,
-        **ctx.audit_kw(),
-    )
-    return residents.read(row)
 
 
 async def _visible_resident(ctx: Ctx) -> residents.Resident:
@@ -109,10 +107,10 @@ def register(api: Api) -> None:
         "POST",
         f"{V1}/residents/lookup",
         lookup_resident,
-        summary="Find a resident by ID number",
+        summary="Find a resident by the ID number on their card (audited, rate-limited)",
         action="resident.read",
         body=ResidentLookup,
-        response=ResidentRead,
+        response=ResidentFound,
         tags=("residents",),
     )
     a(

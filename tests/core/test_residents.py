@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from sqlalchemy import text
@@ -52,13 +53,15 @@ async def test_bad_id_number_says_what_is_wrong_and_saves_nothing(
     assert await _count(settings, "resident") == 0
 
 
-async def test_duplicate_registration_conflicts_with_existing_id(as_user: Any) -> None:
+async def test_duplicate_registration_conflicts_without_naming_the_record(as_user: Any) -> None:
     worker = await as_user("worker")
     number = aged(65)
-    first = await (await _register(worker, number)).json()
+    assert (await _register(worker, number)).status == 201
     resp = await _register(worker, number.lower())
     assert resp.status == 409
-    assert (await resp.json())["error"]["details"] == [{"resident_id": first["id"]}]
+    body = await resp.json()
+    # The conflict does not name the record: no id anywhere in the error.
+    assert set(body["error"]) == {"code", "message", "request_id"}
 
 
 async def test_lookup_by_number_and_the_database_holds_no_plaintext(
@@ -122,3 +125,61 @@ async def _count(settings: Settings, table: str) -> int:
             return int((await conn.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one())
     finally:
         await db.dispose()
+
+
+async def test_a_lookup_answers_only_what_taking_a_number_needs(as_user: Any) -> None:
+    """Another point's worker holding the card finds the resident, but not their address,
+    birth date, full phone or disability."""
+    clerk = await as_user("clerk")
+    number = aged(82, 312)
+    created = await (
+        await _register(clerk, number, phone="13800138000", address="海川路1号", disabled=True)
+    ).json()
+    worker = await as_user("worker")
+    resp = await worker.post("/api/v1/residents/lookup", json={"id_number": number})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body == {
+        "id": created["id"],
+        "name": "王秀英",
+        "id_masked": created["id_masked"],
+        "age": 82,
+        "phone_masked": "138****8000",
+        "elderly": True,
+        "priority": True,
+    }
+    assert "13800138000" not in await resp.text() and "海川路" not in await resp.text()
+
+
+async def test_every_lookup_is_audited_and_limited_per_worker(
+    aiohttp_client: Any, settings: Settings, as_user: Any
+) -> None:
+    from tests.conftest import User
+    from web.app import create_app
+
+    limited = settings.model_copy(update={"resident_lookups_per_hour": 3})
+    client = await aiohttp_client(create_app(limited))
+    import aiohttp
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        worker = User(http, str(client.make_url("")).rstrip("/"))
+        assert (await worker.login("worker")).status == 200
+        known = aged(70, 313)
+        assert (await _register(worker, known)).status == 201
+        statuses = []
+        for number in (known, aged(30, 556), aged(31, 557), known):
+            resp = await worker.post("/api/v1/residents/lookup", json={"id_number": number})
+            statuses.append(resp.status)
+        assert statuses == [200, 404, 404, 429]
+        admin = User(http, worker.base)
+        assert (await admin.login("admin")).status == 200
+        hits = await (await admin.get("/api/v1/audit", params={"action": "resident.lookup"})).json()
+        misses = await (
+            await admin.get("/api/v1/audit", params={"action": "resident.lookup_miss"})
+        ).json()
+    assert len(hits) == 1 and len(misses) == 2
+    assert all(aged(30, 556) not in json.dumps(m) for m in misses)  # only the masked number
+    assert {m["detail"]["id_masked"][-4:] for m in misses} == {
+        aged(30, 556)[-4:],
+        aged(31, 557)[-4:],
+    }

@@ -173,6 +173,17 @@ export interface Resident {
   priority: boolean
 }
 
+/** What a lookup by ID number answers: enough to take a number. */
+export interface ResidentFound {
+  id: number
+  name: string
+  id_masked: string
+  age: number
+  phone_masked: string
+  elderly: boolean
+  priority: boolean
+}
+
 export interface IdCheck {
   valid: boolean
   masked: string | null
