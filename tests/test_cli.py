@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -295,3 +298,47 @@ def test_settings_command_rejects_unknown_variables(tmp_path: Path) -> None:
     proc = run(tmp_path, "settings", CLOUDWINDOW_BOGUS="1")
     assert proc.returncode != 0
     assert "CLOUDWINDOW_BOGUS" in proc.stderr
+
+
+# -- serve
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_takes_host_and_port_over_the_environment(migrated: Path) -> None:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "web.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=cli_env(migrated, CLOUDWINDOW_PORT="1"),  # the flag wins over the variable
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    assert r.status == 200
+                    break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[1]
+                assert time.monotonic() < deadline, "the server never answered"
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=30)
+    assert f"serving on http://127.0.0.1:{port}/" in out
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "http", "-1"])
+def test_serve_refuses_a_port_that_is_not_one(tmp_path: Path, port: str) -> None:
+    proc = run(tmp_path, "serve", "--port", port)
+    assert proc.returncode == 2
+    assert "port" in proc.stderr and "Traceback" not in proc.stderr

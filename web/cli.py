@@ -100,15 +100,21 @@ async def _freeze_startup_objects(_app: web.Application) -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 20)
 
 
-def cmd_serve(_args: argparse.Namespace) -> int:
-    s = _settings()
+def _with_address(s: Settings, args: argparse.Namespace) -> Settings:
+    """--host and --port win over CLOUDWINDOW_HOST and CLOUDWINDOW_PORT."""
+    changes = {k: v for k in ("host", "port") if (v := getattr(args, k, None)) is not None}
+    return Settings.model_validate({**s.model_dump(), **changes}) if changes else s
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    s = _with_address(_settings(), args)
     print(f"serving on http://{s.host}:{s.port}/", flush=True)
     _serve(s)
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    s = _settings()
+    s = _with_address(_settings(), args)
     upgrade_sync(s.effective_database_url)
     summary = asyncio.run(_seed(s, None))
     _print_logins(summary, s)
@@ -182,6 +188,19 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 65535):
+        raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {raw!r}")
+    return int(raw)
+
+
+def _address_args(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("--host", help="address to bind (default: CLOUDWINDOW_HOST, 127.0.0.1)")
+    sp.add_argument(
+        "--port", type=_port, help="TCP port to listen on (default: CLOUDWINDOW_PORT, 8080)"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="cloudwindow",
@@ -192,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     sp = sub.add_parser("serve", help="serve HTTP and socket.io", description="Serve the app.")
+    _address_args(sp)
     sp.set_defaults(func=cmd_serve)
 
     sp = sub.add_parser(
@@ -212,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="migrate + seed --demo + serve",
         description="Migrate, seed the demo district, print logins and serve.",
     )
+    _address_args(sp)
     sp.set_defaults(func=cmd_demo)
 
     sp = sub.add_parser(
