@@ -13,7 +13,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,14 @@ from sqlalchemy.engine import make_url
 
 from core.settings import Settings
 
-IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# CI services set CI to true, 1 or yes (any case); only an unset, empty or false-like value
+# means a developer's machine, where missing servers are skipped instead of failing.
+def in_ci(environ: Mapping[str, str]) -> bool:
+    return environ.get("CI", "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+IN_CI = in_ci(os.environ)
 # Admin connection used to create and drop the per-test databases.
 PG_ADMIN_URL = os.environ.get("CW_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("CW_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
