@@ -56,6 +56,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False)
 
 
+LIBRARY_LOGGERS = ("engineio.server", "socketio.server")
+
+
 def configure_logging(settings: Settings) -> None:
     """Called by the CLI only; tests and embedding apps keep their own logging."""
     handler = logging.StreamHandler(sys.stderr)
@@ -68,6 +71,12 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    # engine.io and socket.io give their loggers a plain-text handler of their own unless a
+    # level is already set; with one set they propagate to the JSON handler above instead.
+    for name in LIBRARY_LOGGERS:
+        lib = logging.getLogger(name)
+        lib.handlers[:] = []
+        lib.setLevel(logging.ERROR)
 
 
 class Metrics:

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from httpapi import keys
-from httpapi.observability import JsonFormatter
+from httpapi.observability import JsonFormatter, configure_logging
 from tests.conftest import base_settings
 from web.app import create_app
 
@@ -245,3 +245,22 @@ async def test_access_log_line_has_request_id_and_status(
     assert items["staff_id"] == worker.me["id"]
     assert by_id["log-login-1"]["status"] == 401
     assert "secret-password-xyz" not in caplog.text
+
+
+def test_socket_libraries_log_through_the_json_handler(tmp_path: Path) -> None:
+    """engine.io's own errors come out as JSON lines like ours, not as plain text beside them."""
+    settings = base_settings(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}", tmp_path)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure_logging(settings.model_copy(update={"log_format": "json"}))
+        create_app(settings)  # builds the socket.io server, whose libraries set up logging
+        for name in ("engineio.server", "socketio.server"):
+            lib = logging.getLogger(name)
+            assert lib.handlers == [] and lib.propagate, name
+        record = logging.LogRecord("engineio.server", logging.ERROR, "", 0, "bad %s", ("x",), None)
+        line = json.loads(root.handlers[0].format(record))
+        assert (line["logger"], line["msg"]) == ("engineio.server", "bad x")
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
