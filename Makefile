@@ -7,6 +7,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 UI := web/ui
 PYTEST_ARGS ?=
+SHELL := /bin/bash
 
 .PHONY: run test lint format ui serve clean
 
@@ -66,10 +67,20 @@ format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# The suite runs under coverage.py (branch coverage of the test process; the servers that
+# tests start as processes are not measured). The least covered modules and the total are
+# printed as a figure, not a gate; pytest's own summary line is repeated last.
 # pytest exits 5 when it collected nothing; that is reported, not hidden, but is not a failure.
 test: lint ui $(UI)/dist-e2e/index.html $(CHROMIUM)
-	$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@mkdir -p test-artifacts
+	set -o pipefail; $(PY) -m coverage run -m pytest $(PYTEST_ARGS) 2>&1 \
+	  | tee test-artifacts/pytest.log; rc=$$?; \
+	  echo "--- branch coverage: the 15 least covered modules, and the total"; \
+	  $(PY) -m coverage report --sort=cover --skip-empty 2>/dev/null \
+	    | awk 'NR<=2 || /^TOTAL/ {print; next} n<15 && !/^-/ {print; n++}'; \
+	  grep -E '^=+ .*(passed|failed|error|no tests ran).* in [0-9.]+s' test-artifacts/pytest.log \
+	    | tail -n 1; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 0; fi; exit $$rc
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .ruff_cache $(UI)/dist $(UI)/dist-e2e
+	rm -rf $(VENV) var .pytest_cache .ruff_cache .coverage $(UI)/dist $(UI)/dist-e2e
