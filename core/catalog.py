@@ -9,6 +9,7 @@ from sqlalchemy import func, or_
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from core import eligibility
 from core.errors import NotFound
 from core.models import (
     Bundle,
@@ -130,6 +131,7 @@ async def read_items(
                 remote_capable=i.remote_capable,
                 retention_days=i.retention_days,
                 description=i.description,
+                eligibility=eligibility.rules(i),
                 materials=[
                     MaterialSpecRead(
                         id=m.id or 0,

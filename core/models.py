@@ -120,6 +120,11 @@ class ServiceItem(SQLModel, table=True):
     recording_required: bool = Field(default=True)
     description: str = Field(default="", max_length=500)
     active: bool = Field(default=True)
+    # Who the item is for, where the catalog says so (core/eligibility.py checks a resident).
+    min_age: int | None = Field(default=None)
+    max_age: int | None = Field(default=None)
+    needs_disability: bool = Field(default=False)
+    needs_local_residence: bool = Field(default=False)
 
 
 class MaterialSpec(SQLModel, table=True):
@@ -415,6 +420,31 @@ class DepartmentRead(BaseModel):
     item_count: int = 0
 
 
+class EligibilityRules(BaseModel):
+    """Who an item is for; empty where the catalog states no rule."""
+
+    min_age: int | None = None
+    max_age: int | None = None
+    disability: bool = False
+    local_residence: bool = False
+
+
+class EligibilityProblem(BaseModel):
+    code: str
+    message: str
+    message_en: str
+
+
+class EligibilityRead(BaseModel):
+    """Whether a resident meets an item's rules, and where it can be handled."""
+
+    item_code: str
+    resident_id: int
+    eligible: bool
+    problems: list[EligibilityProblem]
+    remote_capable: bool
+
+
 class ItemRead(BaseModel):
     id: int
     code: str
@@ -428,6 +458,7 @@ class ItemRead(BaseModel):
     retention_days: int
     description: str
     materials: list[MaterialSpecRead]
+    eligibility: EligibilityRules = pydantic.Field(default_factory=EligibilityRules)
     score: float | None = None
 
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from pydantic import Field
 
-from core import catalog
-from core.models import BundleRead, DepartmentRead, ItemRead
+from core import catalog, eligibility, residents
+from core.access import require_resident
+from core.db import utcnow
+from core.inputs import Id
+from core.models import BundleRead, DepartmentRead, EligibilityRead, ItemRead
 from coreapi.shapes import V1, Query
 from httpapi.api import Api, Ctx
 
@@ -31,6 +36,19 @@ async def search_items(ctx: Ctx) -> list[ItemRead]:
 async def get_item(ctx: Ctx) -> ItemRead:
     item = await catalog.get_item(session=ctx.session, code=ctx.request.match_info["code"])
     return (await catalog.read_items(ctx.session, [item]))[0]
+
+
+class EligibilityQuery(Query):
+    resident_id: Id
+
+
+async def item_eligibility(ctx: Ctx) -> EligibilityRead:
+    """Whether the resident meets the item's rules, said before a number is taken."""
+    item = await catalog.get_item(session=ctx.session, code=ctx.request.match_info["code"])
+    resident = await residents.get(session=ctx.session, resident_id=ctx.query.resident_id)
+    await require_resident(ctx.session, ctx.me, resident)
+    today = utcnow().astimezone(ZoneInfo(ctx.settings.timezone)).date()
+    return eligibility.check(item, resident, today)
 
 
 async def list_bundles(ctx: Ctx) -> list[BundleRead]:
@@ -70,6 +88,16 @@ def register(api: Api) -> None:
         summary="One service item with its materials",
         action="catalog.read",
         response=ItemRead,
+        tags=("catalog",),
+    )
+    a(
+        "GET",
+        f"{V1}/items/{{code}}/eligibility",
+        item_eligibility,
+        summary="Whether a resident meets the item's age, disability and residence rules",
+        action="resident.read",
+        query=EligibilityQuery,
+        response=EligibilityRead,
         tags=("catalog",),
     )
     a(

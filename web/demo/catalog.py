@@ -159,6 +159,7 @@ ITEMS: tuple[dict, ...] = (
     },
     {
         "code": "MZ-004",
+        "eligibility": {"min_age": 80, "needs_local_residence": True},
         "name": "高龄津贴申领",
         "name_en": "Senior longevity allowance application",
         "department": "civil_affairs",
@@ -356,6 +357,7 @@ ITEMS: tuple[dict, ...] = (
     },
     {
         "code": "MZ-009",
+        "eligibility": {"needs_disability": True},
         "name": "困难残疾人生活补贴",
         "name_en": "Living subsidy for disabled persons in difficulty",
         "department": "civil_affairs",
@@ -393,6 +395,7 @@ ITEMS: tuple[dict, ...] = (
     },
     {
         "code": "MZ-010",
+        "eligibility": {"needs_disability": True},
         "name": "重度残疾人护理补贴",
         "name_en": "Care subsidy for severely disabled persons",
         "department": "civil_affairs",
@@ -424,6 +427,7 @@ ITEMS: tuple[dict, ...] = (
     },
     {
         "code": "MZ-011",
+        "eligibility": {"min_age": 60},
         "name": "居家养老服务补贴申请",
         "name_en": "Home-based elderly care subsidy application",
         "department": "civil_affairs",
@@ -2061,6 +2065,7 @@ ITEMS: tuple[dict, ...] = (
     },
     {
         "code": "WJ-005",
+        "eligibility": {"min_age": 60},
         "name": "农村部分计划生育家庭奖励扶助金申领",
         "name_en": "Rural family planning reward assistance claim",
         "department": "health",
@@ -2382,6 +2387,7 @@ ITEMS: tuple[dict, ...] = (
     },
     {
         "code": "CL-006",
+        "eligibility": {"needs_disability": True},
         "name": "残疾人辅助器具适配申请",
         "name_en": "Assistive device fitting application",
         "department": "disabled",
@@ -2419,6 +2425,7 @@ ITEMS: tuple[dict, ...] = (
     },
     {
         "code": "CL-007",
+        "eligibility": {"needs_disability": True, "max_age": 17},
         "name": "残疾儿童康复救助申请",
         "name_en": "Rehabilitation assistance for disabled children",
         "department": "disabled",

@@ -182,6 +182,7 @@ async def _seed(session: AsyncSession, bar: tqdm) -> dict[str, int]:
             remote_capable=it["remote_capable"],
             retention_days=it["retention_days"],
             description=it.get("description", ""),
+            **{f"{k}": v for k, v in it.get("eligibility", {}).items()},
         )
         session.add(row)
         items[it["code"]] = row

@@ -1,0 +1,82 @@
+"""Before a number is taken, the tablet hears whether the resident meets the item's rules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import User
+from tests.factories import aged
+
+
+async def _resident(worker: User, years: int, seq: int, **extra: Any) -> int:
+    point = next(
+        s
+        for s in await (await worker.get("/api/v1/sites", params={"kind": "community"})).json()
+        if s["code"] == "T07-C01"
+    )
+    body = {"name": f"居民{seq}", "id_number": aged(years, seq), "community_id": point["id"]}
+    resp = await worker.post("/api/v1/residents", json={**body, **extra})
+    assert resp.status == 201, await resp.text()
+    return (await resp.json())["id"]
+
+
+async def _check(user: User, code: str, resident_id: int) -> Any:
+    resp = await user.get(f"/api/v1/items/{code}/eligibility", params={"resident_id": resident_id})
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+async def test_the_elderly_allowance_says_why_a_young_resident_does_not_qualify(
+    as_user: Any,
+) -> None:
+    worker = await as_user("worker")
+    young = await _check(worker, "MZ-004", await _resident(worker, 31, 601))
+    assert young["eligible"] is False
+    assert [p["code"] for p in young["problems"]] == ["eligibility.too_young"]
+    assert "80" in young["problems"][0]["message"] and "31" in young["problems"][0]["message"]
+    assert "80" in young["problems"][0]["message_en"]
+    old = await _check(worker, "MZ-004", await _resident(worker, 84, 602))
+    assert (old["eligible"], old["problems"], old["remote_capable"]) == (True, [], True)
+
+
+async def test_disability_age_ceiling_and_residence_rules(as_user: Any) -> None:
+    worker = await as_user("worker")
+    clerk = await as_user("clerk")
+    able = await _resident(worker, 40, 603)
+    disabled = await _resident(worker, 40, 604, disabled=True)
+    assert [p["code"] for p in (await _check(worker, "MZ-009", able))["problems"]] == [
+        "eligibility.needs_disability"
+    ]
+    assert (await _check(worker, "MZ-009", disabled))["eligible"] is True
+    # Child rehabilitation: disabled and 17 or under.
+    child = await _resident(worker, 12, 605, disabled=True)
+    assert (await _check(worker, "CL-007", child))["eligible"] is True
+    assert [p["code"] for p in (await _check(worker, "CL-007", disabled))["problems"]] == [
+        "eligibility.too_old"
+    ]
+    # No community on record: the district-residence rule cannot be met.
+    resp = await clerk.post("/api/v1/residents", json={"name": "外来", "id_number": aged(85, 606)})
+    outsider = (await resp.json())["id"]
+    codes = [p["code"] for p in (await _check(clerk, "MZ-004", outsider))["problems"]]
+    assert codes == ["eligibility.needs_local_residence"]
+    # Items without rules accept everyone.
+    assert (await _check(worker, "MZ-001", able))["eligible"] is True
+
+
+async def test_rules_are_in_the_item_and_checks_stay_in_the_callers_area(as_user: Any) -> None:
+    worker = await as_user("worker")
+    item = await (await worker.get("/api/v1/items/MZ-004")).json()
+    assert item["eligibility"] == {
+        "min_age": 80,
+        "max_age": None,
+        "disability": False,
+        "local_residence": True,
+    }
+    resident = await _resident(worker, 84, 607)
+    other_town = await as_user("worker.t01-c01")
+    resp = await other_town.get(
+        "/api/v1/items/MZ-004/eligibility", params={"resident_id": resident}
+    )
+    assert resp.status == 404
+    resp = await worker.get("/api/v1/items/MZ-004/eligibility", params={"resident_id": 2**31})
+    assert resp.status == 422
