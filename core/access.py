@@ -149,6 +149,7 @@ class CaseUse(StrEnum):
     view_material = "view_material"  # open a document of the case
     review = "review"  # accept or reject a document
     play = "play"  # list and play the case's recordings
+    serve = "serve"  # what serving it needs: the resident's summary and earlier cases
 
 
 async def was_in_call(session: AsyncSession, principal: Principal, case_id: int) -> bool:
@@ -200,8 +201,13 @@ async def may_use_case(
 ) -> bool:
     """The one rule for a case and everything hanging off it; see docs/architecture.md."""
     if principal.is_resident:
-        # A resident on their own device: only their own cases, never review or playback.
-        return _own_case(principal, case) and use not in (CaseUse.review, CaseUse.play)
+        # A resident on their own device: only their own cases, never review, playback or
+        # the staff's view of them.
+        return _own_case(principal, case) and use not in (
+            CaseUse.review,
+            CaseUse.play,
+            CaseUse.serve,
+        )
     if use is CaseUse.read:
         if principal.is_admin or case.created_by == principal.staff_id:
             return True
@@ -213,6 +219,8 @@ async def may_use_case(
     if use is CaseUse.view_material:
         if principal.role is Role.supervisor:
             return await supervises(session, principal, case)
+        return await _participant(session, principal, case)
+    if use is CaseUse.serve:
         return await _participant(session, principal, case)
     if use is CaseUse.review:
         return principal.role is Role.clerk and (

@@ -537,6 +537,34 @@ class ResidentFound(BaseModel):
     priority: bool
 
 
+class PastCase(BaseModel):
+    id: int
+    number: str
+    item_code: str
+    item_name: str
+    status: CaseStatus
+    created_at: dt.datetime
+    closed_at: dt.datetime | None
+
+
+class ResidentSummary(BaseModel):
+    """What the clerk serving a case sees of its resident: masked, with their earlier cases."""
+
+    id: int
+    name: str
+    id_masked: str
+    age: int
+    sex: str
+    phone_masked: str
+    address_masked: str
+    community_id: int | None
+    community_name: str | None
+    elderly: bool
+    priority: bool
+    disabled: bool
+    earlier_cases: list[PastCase]
+
+
 class IdNumberCheck(BaseModel):
     valid: bool
     masked: str | None = None

@@ -15,11 +15,16 @@ from core.db import utcnow
 from core.errors import Conflict, NotFound, RateLimited
 from core.models import (
     AuditEntry,
+    Case,
+    CaseStatus,
     IdNumberCheck,
+    PastCase,
     Resident,
     ResidentCreate,
     ResidentFound,
     ResidentRead,
+    ResidentSummary,
+    ServiceItem,
     Site,
     SiteKind,
 )
@@ -85,6 +90,58 @@ async def lookups_since(session: AsyncSession, actor_id: int, since: dt.datetime
         col(AuditEntry.at) >= since,
     )
     return (await session.exec(q)).one()
+
+
+def mask_address(address: str) -> str:
+    """The street, never the door: enough to say where a resident lives, not to find them."""
+    if not address:
+        return ""
+    keep = max(2, min(8, len(address) // 2))
+    return address[:keep] + "****"
+
+
+# Earlier cases shown beside a call: enough to spot a repeat visit, not a full history.
+EARLIER_CASES = 10
+
+
+async def summary(
+    *, session: AsyncSession, resident: Resident, exclude_case_id: int | None, today: dt.date
+) -> ResidentSummary:
+    full = read(resident, today=today)
+    community = await session.get(Site, resident.community_id) if resident.community_id else None
+    rows = await session.exec(
+        select(Case, ServiceItem)
+        .join(ServiceItem, col(ServiceItem.id) == col(Case.item_id))
+        .where(Case.resident_id == resident.id, col(Case.id) != (exclude_case_id or 0))
+        .order_by(col(Case.created_at).desc(), col(Case.id).desc())
+        .limit(EARLIER_CASES)
+    )
+    return ResidentSummary(
+        id=full.id,
+        name=full.name,
+        id_masked=full.id_masked,
+        age=full.age,
+        sex=full.sex,
+        phone_masked=mask_phone(resident.phone),
+        address_masked=mask_address(resident.address),
+        community_id=resident.community_id,
+        community_name=community.name if community else None,
+        elderly=full.elderly,
+        priority=full.priority,
+        disabled=resident.disabled,
+        earlier_cases=[
+            PastCase(
+                id=c.id or 0,
+                number=c.number,
+                item_code=i.code,
+                item_name=i.name,
+                status=CaseStatus(c.status),
+                created_at=c.created_at,
+                closed_at=c.closed_at,
+            )
+            for c, i in rows.all()
+        ],
+    )
 
 
 def _context(id_hash: str) -> str:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 
-from core import audit, cases
-from core.access import require_case
-from core.errors import Conflict
+from core import audit, cases, residents
+from core.access import CaseUse, require_case
+from core.db import utcnow
+from core.errors import Conflict, NotFound
 from core.inputs import MAX_ID
-from core.models import CaseCreate, CaseRead, CaseStatus, RatingIn, RatingRead
+from core.models import CaseCreate, CaseRead, CaseStatus, RatingIn, RatingRead, ResidentSummary
 from coreapi.shapes import MAX_OFFSET, V1, Query
 from httpapi.api import Api, Ctx
 
@@ -60,6 +63,27 @@ async def rate_case(ctx: Ctx) -> RatingRead:
     return rated
 
 
+async def case_resident(ctx: Ctx) -> ResidentSummary:
+    """The resident panel beside a call: masked details and earlier cases (audited)."""
+    case = await cases.get(session=ctx.session, case_id=ctx.path_int("case_id"))
+    await require_case(ctx.session, ctx.me, case, CaseUse.serve)
+    if case.resident_id is None:
+        raise NotFound(f"办件 {case.id} 的居民", f"Resident of case {case.id}")
+    resident = await residents.get(session=ctx.session, resident_id=case.resident_id)
+    audit.record(
+        ctx.session,
+        action="resident.view",
+        target_type="resident",
+        target_id=resident.id or 0,
+        detail={"case": case.id},
+        **ctx.audit_kw(),
+    )
+    today = utcnow().astimezone(ZoneInfo(ctx.settings.timezone)).date()
+    return await residents.summary(
+        session=ctx.session, resident=resident, exclude_case_id=case.id, today=today
+    )
+
+
 async def get_case(ctx: Ctx) -> CaseRead:
     case = await cases.get(session=ctx.session, case_id=ctx.path_int("case_id"))
     await require_case(ctx.session, ctx.me, case)
@@ -69,6 +93,15 @@ async def get_case(ctx: Ctx) -> CaseRead:
 def register(api: Api) -> None:
     a = api.add
     id_ = r"{%s:[0-9]+}"
+    a(
+        "GET",
+        f"{V1}/cases/{id_ % 'case_id'}/resident",
+        case_resident,
+        summary="The case's resident for the staff serving it: masked, with earlier cases",
+        action="case.read",
+        response=ResidentSummary,
+        tags=("cases",),
+    )
     a(
         "POST",
         f"{V1}/cases",

@@ -80,3 +80,39 @@ async def test_rules_are_in_the_item_and_checks_stay_in_the_callers_area(as_user
     assert resp.status == 404
     resp = await worker.get("/api/v1/items/MZ-004/eligibility", params={"resident_id": 2**31})
     assert resp.status == 422
+
+
+async def test_the_clerk_sees_the_residents_panel_with_earlier_cases(as_user: Any) -> None:
+    """Masked phone and address, the community, and the resident's earlier cases."""
+    worker = await as_user("worker")
+    point = next(
+        s
+        for s in await (await worker.get("/api/v1/sites", params={"kind": "community"})).json()
+        if s["code"] == "T07-C01"
+    )
+    rid = await _resident(
+        worker, 84, 610, phone="13800138000", address="海川区高桥镇幸福路18号3幢302室"
+    )
+    made = []
+    for code in ("MZ-001", "MZ-004"):
+        resp = await worker.post(
+            "/api/v1/cases", json={"item_code": code, "site_id": point["id"], "resident_id": rid}
+        )
+        assert resp.status == 201, await resp.text()
+        made.append(await resp.json())
+    clerk = await as_user("clerk")
+    resp = await clerk.get(f"/api/v1/cases/{made[1]['id']}/resident")
+    assert resp.status == 200, await resp.text()
+    panel = await resp.json()
+    assert (panel["age"], panel["phone_masked"], panel["community_name"]) == (
+        84,
+        "138****8000",
+        point["name"],
+    )
+    assert panel["address_masked"].endswith("****") and "302" not in panel["address_masked"]
+    assert [c["number"] for c in panel["earlier_cases"]] == [made[0]["number"]]
+    assert "13800138000" not in await resp.text()
+    # Staff who do not serve the case, and residents, never see it.
+    for username in ("worker.t01-c01", "expert"):
+        other = await as_user(username)
+        assert (await other.get(f"/api/v1/cases/{made[1]['id']}/resident")).status == 404
