@@ -1133,7 +1133,7 @@ async def insert_waiting(url: str, tmp: Path, line_id: int, n: int, ids: dict[st
     from core.db import Database, utcnow
     from core.models import Case, CaseStatus
     from signaling.models import Ticket, TicketStatus
-    from signaling.service import working_day
+    from signaling.queue import working_day
 
     settings = _bench_settings(url, tmp)
     db = Database(url)

@@ -1,151 +1,161 @@
-"""Payloads of the socket events clients send; every one rejects unknown fields."""
+"""Events the queue and calls send to clients, each declared once (the protocol doc reads them)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import ConfigDict, Field
 
-from signaling.models import Outcome, PresenceStatus
-
-MAX_ID = 2**31 - 1
-# An SDP for audio + video + screen share is 5-15 KB; anything over 64 KB is not a real offer.
-MAX_SDP_BYTES = 65_536
-Id = Field(ge=1, le=MAX_ID)
+from core.events import Event
+from signaling.models import LineStatus, Outcome, ParticipantRead, TicketRead
+from signaling.payloads import IceCandidate
 
 
-class Payload(BaseModel):
-    # No whitespace stripping: an SDP must reach the peer byte for byte (it ends in CRLF).
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class SignalingEvent(Event):
+    """An event whose optional fields are left out of the payload when they are not set."""
 
+    model_config = ConfigDict(populate_by_name=True)
+    absent_when_none: ClassVar[tuple[str, ...]] = ()
 
-class Empty(Payload):
-    pass
-
-
-class PresenceSet(Payload):
-    status: PresenceStatus
-
-
-class LineWatch(Payload):
-    line_ids: list[int] = Field(max_length=100)
-
-
-class TicketTake(Payload):
-    line_id: int = Id
-    item_code: str = Field(min_length=1, max_length=32)
-    site_id: int = Id
-    resident_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    # Consent is recorded as given: only a JSON true counts, never "yes" or 1.
-    consent: StrictBool
-    bundle_code: str | None = Field(default=None, max_length=32)
-    appointment_id: int | None = Field(default=None, ge=1, le=MAX_ID)
-    note: str = Field(default="", max_length=500)
-
-
-class TicketRef(Payload):
-    ticket_id: int = Id
-
-
-class TicketTransfer(Payload):
-    ticket_id: int = Id
-    line_id: int = Id
-    reason: str = Field(default="", max_length=200)
-
-
-class TicketFinish(Payload):
-    ticket_id: int = Id
-    outcome: Outcome
-    reason: str = Field(default="", max_length=500)
-    note: str = Field(default="", max_length=1000)
-
-
-class CallRef(Payload):
-    call_id: int = Id
-
-
-class CallRejoin(Payload):
-    call_id: int = Id
-    resume_token: str = Field(min_length=8, max_length=100)
-
-
-class IceCandidate(Payload):
-    candidate: str = Field(max_length=1024)
-    sdpMid: str | None = Field(default=None, max_length=64)
-    sdpMLineIndex: int | None = Field(default=None, ge=0, le=64)
-    usernameFragment: str | None = Field(default=None, max_length=256)
-
-
-class CallSignal(Payload):
-    """SDP or a trickled ICE candidate for one other participant of the call."""
-
-    call_id: int = Id
-    to: int = Id
-    kind: Literal["offer", "answer", "candidate", "end_of_candidates"]
-    sdp: str | None = Field(default=None, max_length=MAX_SDP_BYTES)
-    candidate: IceCandidate | None = None
-    ice_restart: StrictBool = False
-
-    @field_validator("sdp")
     @classmethod
-    def _sdp_bytes(cls, v: str | None) -> str | None:
-        if v is not None and len(v.encode()) > MAX_SDP_BYTES:
-            raise ValueError(f"SDP is over {MAX_SDP_BYTES} bytes")
-        return v
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.absent_when_none = tuple(
+            f.alias or n
+            for n, f in cls.model_fields.items()
+            if not f.is_required() and f.default is None
+        )
+
+    def payload(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json", by_alias=True)
+        for key in self.absent_when_none:
+            if data[key] is None:
+                del data[key]
+        return data
 
 
-class CallState(Payload):
-    call_id: int = Id
+# -- the queue
+
+
+class LineStatusChanged(LineStatus, SignalingEvent):
+    """To the watchers of a line (its clerks join on connect): waiting, clerks, handling times."""
+
+    name = "line:status"
+
+
+class TicketUpdated(SignalingEvent):
+    """To the holders of a ticket: its state; position and eta_seconds while it waits."""
+
+    name = "ticket:update"
+    ticket: TicketRead
+    transferred: bool | None = None
+
+
+class TicketCalled(SignalingEvent):
+    """To the holders of a ticket: a clerk called it (clerk), or rang again (recall: count)."""
+
+    name = "ticket:called"
+    ticket: TicketRead
+    call_id: int | None
+    clerk: str | None = None
+    recall: int | None = None
+
+
+class CaseFinished(SignalingEvent):
+    """To the call: the clerk closed the case with an outcome."""
+
+    name = "case:finished"
+    call_id: int
+    case_id: int
+    outcome: Outcome
+    reason: str
+
+
+# -- calls
+
+
+class ParticipantJoined(SignalingEvent):
+    """To the call: someone joined (or rejoined); the joiner sends the offers."""
+
+    name = "call:participant_joined"
+    call_id: int
+    participant: ParticipantRead
+    rejoined: bool | None = None
+
+
+class ParticipantLeft(SignalingEvent):
+    """To the call: someone left, for good or (reconnecting) for the rejoin grace period."""
+
+    name = "call:participant_left"
+    call_id: int
+    participant_id: int
+    reconnecting: bool
+
+
+class PeerState(SignalingEvent):
+    """To the call except the sender: a participant's connection is reconnecting."""
+
+    name = "call:peer_state"
+    call_id: int
+    participant_id: int
     state: Literal["connected", "first_media", "reconnecting"]
 
 
-class CallStats(Payload):
-    """A client's periodic summary of its getStats() figures for the call."""
+class SignalRelayed(SignalingEvent):
+    """To one participant: an SDP offer/answer or an ICE candidate from another (from)."""
 
-    call_id: int = Id
-    rtt_ms: float | None = Field(default=None, ge=0, le=60_000)
-    jitter_ms: float | None = Field(default=None, ge=0, le=60_000)
-    packet_loss_pct: float | None = Field(default=None, ge=0, le=100)
-    bitrate_kbps: float | None = Field(default=None, ge=0, le=1_000_000)
-    fps: float | None = Field(default=None, ge=0, le=240)
-    frames_decoded: int | None = Field(default=None, ge=0)
-    candidate_type: Literal["host", "srflx", "prflx", "relay"] | None = None
+    name = "call:signal"
+    call_id: int
+    from_: int = Field(alias="from")
+    kind: Literal["offer", "answer", "candidate", "end_of_candidates"]
+    ice_restart: bool
+    sdp: str | None = None
+    candidate: IceCandidate | None = None
+
+    def payload(self) -> dict[str, Any]:
+        data = super().payload()
+        if self.candidate is not None:
+            data["candidate"] = self.candidate.model_dump(exclude_none=True)
+        return data
 
 
-class CallTrack(Payload):
-    """Labels a media stream for the others: the camera, or a shared screen."""
+class TrackLabelled(SignalingEvent):
+    """To the call except the sender: one of the sender's streams is its camera or a screen."""
 
-    call_id: int = Id
-    stream_id: str = Field(min_length=1, max_length=100)
+    name = "call:track"
+    call_id: int
+    participant_id: int
+    stream_id: str
     kind: Literal["camera", "screen"]
-    active: StrictBool
+    active: bool
 
 
-class RecorderOffer(Payload):
-    """My send-only offer to the node's recorder peer (complete: ICE gathered, no trickle)."""
+class CallEnded(SignalingEvent):
+    """To the call: it ended (everyone_left, transferred, cancelled or no_show)."""
 
-    call_id: int = Id
-    sdp: str = Field(min_length=10, max_length=MAX_SDP_BYTES)
-
-    @field_validator("sdp")
-    @classmethod
-    def _sdp_size(cls, v: str) -> str:
-        if len(v.encode()) > MAX_SDP_BYTES:
-            raise ValueError(f"at most {MAX_SDP_BYTES} bytes")
-        if not v.startswith("v=0"):
-            raise ValueError("an SDP starts with v=0")
-        return v
+    name = "call:ended"
+    call_id: int
+    reason: str
 
 
-class SnapshotIn(Payload):
-    call_id: int = Id
-    participant_id: int = Id
+# -- experts
 
 
-class ExpertInviteIn(Payload):
-    call_id: int = Id
-    skill: str = Field(min_length=1, max_length=50)
+class ExpertInvited(SignalingEvent):
+    """To the experts with a skill: a clerk asks one of them into a call."""
+
+    name = "expert:invited"
+    invite_id: int
+    call_id: int
+    skill: str
+    item_name: str
+    invited_by: str
+    expires_at: str  # ISO 8601, as datetime.isoformat() writes it
 
 
-class InviteRef(Payload):
-    invite_id: int = Id
+class ExpertInviteClosed(SignalingEvent):
+    """To the experts with a skill: an invite was accepted by someone."""
+
+    name = "expert:invite_closed"
+    invite_id: int
+    accepted_by: str

@@ -1,4 +1,4 @@
-"""Tables of the cloud-window queue and calls: tickets, line counters, calls, presence, invites."""
+"""Tables of the cloud-window queue and calls, and the read shapes clients get of them."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import Column, Date, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -44,6 +45,12 @@ class InviteStatus(StrEnum):
     accepted = "accepted"
     cancelled = "cancelled"
     expired = "expired"
+
+
+def id_of(row: Any) -> int:
+    """The id of a row that has been flushed."""
+    assert row.id is not None
+    return int(row.id)
 
 
 def _ts(**kw: Any) -> Any:
@@ -129,3 +136,66 @@ class ExpertInvite(SQLModel, table=True):
     accepted_by: int | None = Field(default=None, foreign_key="staff.id")
     created_at: dt.datetime = _ts()
     expires_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
+
+
+# -- read shapes (acks, events and HTTP responses)
+
+
+class TicketRead(BaseModel):
+    id: int
+    number: str
+    line_id: int
+    line_name: str
+    status: TicketStatus
+    priority: int
+    priority_reason: str
+    channel: str
+    item_code: str
+    item_name: str
+    case_id: int
+    case_number: str
+    resident_name: str | None
+    resident_id_masked: str | None
+    point_site_id: int
+    waiting_since: dt.datetime
+    called_at: dt.datetime | None
+    called_by: int | None
+    recalls: int
+    outcome: str
+    call_id: int | None
+    position: int | None = None
+    eta_seconds: int | None = None
+
+
+class ParticipantRead(BaseModel):
+    id: int
+    staff_id: int | None
+    resident_id: int | None = None
+    role: str
+    display_name: str
+    connected: bool
+
+
+class CallJoin(BaseModel):
+    """What a participant gets on joining: who is there, how to reach them, how to come back."""
+
+    call_id: int
+    participant_id: int
+    resume_token: str
+    generation: int = 0
+    participants: list[ParticipantRead]
+    ice_servers: list[dict[str, Any]]
+    ticket_id: int | None
+    case_id: int | None
+    # Filled in by the transport: {enabled, required} — every participant sees the notice.
+    recording: dict[str, bool] | None = None
+
+
+class LineStatus(BaseModel):
+    line_id: int
+    line_name: str
+    waiting: int
+    clerks_online: int
+    clerks_available: int
+    avg_handling_seconds: int
+    longest_wait_seconds: int

@@ -13,9 +13,9 @@ from core.db import utcnow
 from core.errors import NotFound
 from core.models import Role, Staff, WindowLine
 from httpapi.api import Api, Ctx
-from signaling import service as svc
-from signaling.models import Presence, PresenceStatus, TicketStatus
-from signaling.namespace import Signaling
+from signaling import queue
+from signaling.models import Presence, PresenceStatus, TicketRead, TicketStatus
+from signaling.server import Signaling
 
 V1 = "/api/v1"
 SIGNALING: web.AppKey[Signaling] = web.AppKey("signaling")
@@ -28,7 +28,7 @@ class SkillRead(BaseModel):
     available: int
 
 
-async def line_tickets(ctx: Ctx) -> list[svc.TicketRead]:
+async def line_tickets(ctx: Ctx) -> list[TicketRead]:
     """The line's waiting tickets in the order call-next takes them, with positions."""
     line_id = ctx.path_int("line_id")
     line = await ctx.session.get(WindowLine, line_id)
@@ -39,11 +39,13 @@ async def line_tickets(ctx: Ctx) -> list[svc.TicketRead]:
     )
     if not visible:
         raise NotFound(f"窗口 {line_id}", f"Window line {line_id}")
-    _status, positions = await svc.line_snapshot(ctx.session, ctx.settings, line_id)
-    tickets = await svc.tickets_by_id(ctx.session, list(positions))
+    _status, positions = await queue.line_snapshot(
+        session=ctx.session, settings=ctx.settings, line_id=line_id
+    )
+    tickets = await queue.tickets_by_id(session=ctx.session, ids=list(positions))
     tickets = [t for t in tickets if t.status == TicketStatus.waiting]
     tickets.sort(key=lambda t: positions[t.id or 0][0])
-    return await svc.read_tickets(ctx.session, tickets, positions)
+    return await queue.read_tickets(session=ctx.session, tickets=tickets, positions=positions)
 
 
 async def expert_skills(ctx: Ctx) -> list[SkillRead]:
@@ -80,7 +82,7 @@ def register(api: Api) -> None:
         line_tickets,
         summary="A line's waiting tickets, in call order, with position and estimated wait",
         action="queue.list",
-        response=list[svc.TicketRead],
+        response=list[TicketRead],
         tags=("queue",),
     )
     api.add(

@@ -22,7 +22,7 @@ from media.service import Recordings
 from outreach.sms import RecordingSmsGateway
 from scheduler import views as scheduler_views
 from signaling import views as signaling_views
-from signaling.namespace import Signaling
+from signaling.server import Signaling
 from uploads import views as upload_views
 from uploads.service import Materials
 from uploads.storage import build_store
@@ -105,15 +105,15 @@ async def _materials(app: web.Application) -> AsyncIterator[None]:
     materials.notify = notify
     app[upload_views.MATERIALS] = materials
     signaling = app[signaling_views.SIGNALING]
-    recordings = Recordings(s, app[keys.DB], store, signaling.node_id, notify)
+    recordings = Recordings(s, app[keys.DB], store, signaling.node_id, app[keys.DELIVER])
     app[media_views.RECORDINGS] = recordings
-    signaling.materials, signaling.recordings = materials, recordings
+    signaling.attach_media(recorder=recordings, snapshots=materials)
     await materials.apply_retention_rules()
     sweeper = asyncio.create_task(_sweep_forever(materials, s.material_sweep_interval_seconds))
     yield
     sweeper.cancel()
     await asyncio.gather(sweeper, return_exceptions=True)
-    signaling.recordings = None
+    signaling.attach_media(recorder=None, snapshots=None)
     await recordings.close()  # finish and upload what is being recorded
     await store.close()
 

@@ -9,7 +9,7 @@ import pytest
 
 from core.access import POLICY
 from core.models import STAFF_ROLES, Role
-from signaling.namespace import EVENTS
+from signaling.handlers import EVENTS
 from tests.signaling.helpers import Sock, gaoqiao_setup, take_payload
 
 # One demo login per role.

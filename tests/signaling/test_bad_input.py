@@ -16,8 +16,8 @@ from sqlmodel import select
 from core.db import Database
 from core.models import Case, CaseEvent
 from core.settings import Settings
-from signaling.events import MAX_SDP_BYTES
 from signaling.models import Ticket
+from signaling.payloads import MAX_SDP_BYTES
 from tests.conftest import DEMO_PASSWORD, User
 from tests.signaling.helpers import Sock, gaoqiao_setup, take_payload
 from web.app import create_app

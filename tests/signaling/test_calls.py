@@ -16,7 +16,8 @@ import pytest
 
 from core.db import utcnow
 from core.settings import Settings
-from signaling import service as svc
+from signaling import sweeps
+from signaling.events import SignalRelayed
 from signaling.views import SIGNALING
 from tests.conftest import DEMO_PASSWORD, User
 from tests.signaling.helpers import Sock, gaoqiao_setup, new_resident, take_payload
@@ -171,8 +172,8 @@ async def test_after_the_grace_the_dropped_participant_leaves_and_empty_calls_en
     await worker.close()
     await clerk.wait("call:participant_left", lambda d: d["reconnecting"] is True)
     # Within the grace nothing happens.
-    assert await sweep_later(client, svc.sweep_dropped, 0) == 0
-    assert await sweep_later(client, svc.sweep_dropped, grace + 5) >= 1
+    assert await sweep_later(client, sweeps.sweep_dropped, 0) == 0
+    assert await sweep_later(client, sweeps.sweep_dropped, grace + 5) >= 1
     gone = await clerk.wait("call:participant_left", lambda d: d["reconnecting"] is False)
     assert gone == {"call_id": call_id, "participant_id": env["point_pid"], "reconnecting": False}
     assert clerk.heard["call:ended"] == []  # the clerk is still there
@@ -191,7 +192,7 @@ async def test_after_the_grace_the_dropped_participant_leaves_and_empty_calls_en
     assert (await watcher.ok("state:sync"))["calls"] == [
         {"call_id": call_id, "participant_id": env["clerk_pid"]}
     ]
-    await sweep_later(client, svc.sweep_dropped, grace + 5)
+    await sweep_later(client, sweeps.sweep_dropped, grace + 5)
     assert (await watcher.ok("state:sync"))["calls"] == []
     case = await (await watcher.user.get(f"/api/v1/cases/{env['ticket']['case_id']}")).json()
     ended = [e for e in case["timeline"] if e["kind"] == "call.ended"]
@@ -390,7 +391,7 @@ async def test_rejoin_before_the_old_socket_drop_is_noticed(
     assert join["participant_id"] == point_pid
     await worker.close()  # the stale socket finally goes
     await quiet(clerk, "call:participant_left")
-    await sweep_later(client, svc.sweep_dropped, settings.call_rejoin_grace_seconds + 5)
+    await sweep_later(client, sweeps.sweep_dropped, settings.call_rejoin_grace_seconds + 5)
 
     # The point is still in the call on its new socket, and nobody was told it left.
     ack = await clerk.call("call:signal", offer(call_id, point_pid, "v=0 still here"))
@@ -431,4 +432,9 @@ async def test_sdp_and_candidates_are_relayed_verbatim(sock: Any) -> None:
         "call:signal",
         {"call_id": call_id, "to": env["point_pid"], "kind": "candidate", "candidate": cand},
     )
-    assert (await worker.wait("call:signal"))["candidate"] == cand
+    relayed = await worker.wait("call:signal")
+    assert relayed["candidate"] == cand
+    # The relay builds its message by hand; it is exactly what its declared type sends.
+    for message in (got, relayed):
+        sent = SignalRelayed.model_validate(message).payload()
+        assert list(sent.items()) == list(message.items())

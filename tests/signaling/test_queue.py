@@ -15,7 +15,7 @@ from sqlmodel import select
 from core.db import Database, utcnow
 from core.models import Case
 from core.settings import Settings
-from signaling import service as svc
+from signaling import sweeps
 from signaling.models import Ticket
 from signaling.views import SIGNALING
 from tests.conftest import DEMO_PASSWORD, User
@@ -353,14 +353,14 @@ async def test_unanswered_ticket_is_recalled_then_no_show(
     late = settings.ticket_answer_seconds + 5
 
     # Not yet late: nothing happens.
-    assert await sweep_later(client, svc.sweep_unanswered, 0) == 0
+    assert await sweep_later(client, sweeps.sweep_unanswered, 0) == 0
 
-    assert await sweep_later(client, svc.sweep_unanswered, late) == 1
+    assert await sweep_later(client, sweeps.sweep_unanswered, late) == 1
     again = await worker.wait("ticket:called", lambda d: d.get("recall") == 1)
     assert again["ticket"]["status"] == "called"
     assert again["call_id"] == call_id
 
-    assert await sweep_later(client, svc.sweep_unanswered, late) == 1
+    assert await sweep_later(client, sweeps.sweep_unanswered, late) == 1
     upd = await worker.wait("ticket:update", lambda d: d["ticket"]["status"] == "no_show")
     assert upd["ticket"]["id"] == ticket["id"]
     ended = await clerk.wait("call:ended")

@@ -1,0 +1,89 @@
+"""A connection's own state: sync after a reconnect, presence, lines to follow."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from core.events import Audience
+from signaling import calls, presence, queue
+from signaling import payloads as pl
+from signaling.handlers.spec import EventSpec
+from signaling.outbox import Outbox
+
+if TYPE_CHECKING:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    from signaling.server import Conn, Signaling
+
+
+async def h_sync(sg: Signaling, sid: str, conn: Conn, p: pl.Empty) -> Any:
+    """Everything a (re)connecting client needs: its open tickets, calls and lines."""
+    me = conn.principal
+    async with sg.db.session() as session:
+        tickets = await queue.open_tickets_for(session=session, settings=sg.settings, principal=me)
+        active = await calls.active_calls_for(session=session, principal=me)
+        lines = []
+        for line_id in sorted(me.line_ids):
+            status, _ = await queue.line_snapshot(
+                session=session, settings=sg.settings, line_id=line_id
+            )
+            lines.append(status.model_dump(mode="json"))
+    await sg.enter(sid, *(Audience.ticket(t.id) for t in tickets))
+    return {
+        "tickets": [t.model_dump(mode="json") for t in tickets],
+        "calls": active,
+        "lines": lines,
+        "ice_servers": calls.ice_servers(sg.settings, calls.ice_user(me)),
+    }
+
+
+async def h_presence(sg: Signaling, sid: str, conn: Conn, p: pl.PresenceSet) -> dict[str, Any]:
+    async def work(session: AsyncSession, outbox: Outbox) -> None:
+        await presence.set_presence(
+            session=session, staff_id=conn.principal.staff_id, node_id=sg.node_id, status=p.status
+        )
+        outbox.lines.update(conn.principal.line_ids)
+
+    await sg.run(work)
+    return {"status": p.status}
+
+
+async def h_line_watch(sg: Signaling, sid: str, conn: Conn, p: pl.LineWatch) -> list[Any]:
+    out = []
+    async with sg.db.session() as session:
+        for line_id in p.line_ids:
+            status, _ = await queue.line_snapshot(
+                session=session, settings=sg.settings, line_id=line_id
+            )
+            out.append(status.model_dump(mode="json"))
+    await sg.enter(sid, *(Audience.line(line_id) for line_id in p.line_ids))
+    return out
+
+
+EVENTS = (
+    EventSpec(
+        "state:sync",
+        pl.Empty,
+        None,
+        "Everything a (re)connecting client needs.",
+        h_sync,
+        "{tickets: [Ticket], calls: [{call_id, participant_id}], lines: [LineStatus], ice_servers}",
+    ),
+    EventSpec(
+        "presence:set",
+        pl.PresenceSet,
+        "presence.set",
+        "Set my availability.",
+        h_presence,
+        "{status}",
+    ),
+    EventSpec(
+        "line:watch",
+        pl.LineWatch,
+        "line.watch",
+        "Follow lines: line:status events from now on.",
+        h_line_watch,
+        "[LineStatus]",
+        ("not_found",),
+    ),
+)

@@ -1,0 +1,151 @@
+"""Payloads of the socket events clients send; every one rejects unknown fields."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+
+from signaling.models import Outcome, PresenceStatus
+
+MAX_ID = 2**31 - 1
+# An SDP for audio + video + screen share is 5-15 KB; anything over 64 KB is not a real offer.
+MAX_SDP_BYTES = 65_536
+Id = Field(ge=1, le=MAX_ID)
+
+
+class Payload(BaseModel):
+    # No whitespace stripping: an SDP must reach the peer byte for byte (it ends in CRLF).
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Empty(Payload):
+    pass
+
+
+class PresenceSet(Payload):
+    status: PresenceStatus
+
+
+class LineWatch(Payload):
+    line_ids: list[int] = Field(max_length=100)
+
+
+class TicketTake(Payload):
+    line_id: int = Id
+    item_code: str = Field(min_length=1, max_length=32)
+    site_id: int = Id
+    resident_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    # Consent is recorded as given: only a JSON true counts, never "yes" or 1.
+    consent: StrictBool
+    bundle_code: str | None = Field(default=None, max_length=32)
+    appointment_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    note: str = Field(default="", max_length=500)
+
+
+class TicketRef(Payload):
+    ticket_id: int = Id
+
+
+class TicketTransfer(Payload):
+    ticket_id: int = Id
+    line_id: int = Id
+    reason: str = Field(default="", max_length=200)
+
+
+class TicketFinish(Payload):
+    ticket_id: int = Id
+    outcome: Outcome
+    reason: str = Field(default="", max_length=500)
+    note: str = Field(default="", max_length=1000)
+
+
+class CallRef(Payload):
+    call_id: int = Id
+
+
+class CallRejoin(Payload):
+    call_id: int = Id
+    resume_token: str = Field(min_length=8, max_length=100)
+
+
+class IceCandidate(Payload):
+    candidate: str = Field(max_length=1024)
+    sdpMid: str | None = Field(default=None, max_length=64)
+    sdpMLineIndex: int | None = Field(default=None, ge=0, le=64)
+    usernameFragment: str | None = Field(default=None, max_length=256)
+
+
+class CallSignal(Payload):
+    """SDP or a trickled ICE candidate for one other participant of the call."""
+
+    call_id: int = Id
+    to: int = Id
+    kind: Literal["offer", "answer", "candidate", "end_of_candidates"]
+    sdp: str | None = Field(default=None, max_length=MAX_SDP_BYTES)
+    candidate: IceCandidate | None = None
+    ice_restart: StrictBool = False
+
+    @field_validator("sdp")
+    @classmethod
+    def _sdp_bytes(cls, v: str | None) -> str | None:
+        if v is not None and len(v.encode()) > MAX_SDP_BYTES:
+            raise ValueError(f"SDP is over {MAX_SDP_BYTES} bytes")
+        return v
+
+
+class CallState(Payload):
+    call_id: int = Id
+    state: Literal["connected", "first_media", "reconnecting"]
+
+
+class CallStats(Payload):
+    """A client's periodic summary of its getStats() figures for the call."""
+
+    call_id: int = Id
+    rtt_ms: float | None = Field(default=None, ge=0, le=60_000)
+    jitter_ms: float | None = Field(default=None, ge=0, le=60_000)
+    packet_loss_pct: float | None = Field(default=None, ge=0, le=100)
+    bitrate_kbps: float | None = Field(default=None, ge=0, le=1_000_000)
+    fps: float | None = Field(default=None, ge=0, le=240)
+    frames_decoded: int | None = Field(default=None, ge=0)
+    candidate_type: Literal["host", "srflx", "prflx", "relay"] | None = None
+
+
+class CallTrack(Payload):
+    """Labels a media stream for the others: the camera, or a shared screen."""
+
+    call_id: int = Id
+    stream_id: str = Field(min_length=1, max_length=100)
+    kind: Literal["camera", "screen"]
+    active: StrictBool
+
+
+class RecorderOffer(Payload):
+    """My send-only offer to the node's recorder peer (complete: ICE gathered, no trickle)."""
+
+    call_id: int = Id
+    sdp: str = Field(min_length=10, max_length=MAX_SDP_BYTES)
+
+    @field_validator("sdp")
+    @classmethod
+    def _sdp_size(cls, v: str) -> str:
+        if len(v.encode()) > MAX_SDP_BYTES:
+            raise ValueError(f"at most {MAX_SDP_BYTES} bytes")
+        if not v.startswith("v=0"):
+            raise ValueError("an SDP starts with v=0")
+        return v
+
+
+class SnapshotIn(Payload):
+    call_id: int = Id
+    participant_id: int = Id
+
+
+class ExpertInviteIn(Payload):
+    call_id: int = Id
+    skill: str = Field(min_length=1, max_length=50)
+
+
+class InviteRef(Payload):
+    invite_id: int = Id
