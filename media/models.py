@@ -1,4 +1,5 @@
-"""Recordings of calls: one row per recorded participant stream, one per stored segment."""
+"""Recordings of calls: one row per recorded participant stream, one per stored segment,
+and the shapes they are read in."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import BigInteger, Column
 from sqlmodel import JSON, Field, SQLModel
 
@@ -58,3 +60,45 @@ class RecordingSegment(SQLModel, table=True):
     started_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     ended_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     expires_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False, index=True)
+
+
+# -- read shapes
+
+
+class RecordingPolicy(BaseModel):
+    """What every participant is told on joining: is the call recorded, can it be stopped."""
+
+    enabled: bool
+    required: bool
+    stopped: bool = False  # a clerk stopped it for the rest of this call
+
+
+class SegmentRead(BaseModel):
+    id: int
+    index: int
+    content_type: str
+    size: int
+    sha256: str
+    duration: float
+    started_at: dt.datetime
+    ended_at: dt.datetime
+
+
+class RecordingRead(BaseModel):
+    id: int
+    call_id: int
+    case_id: int | None
+    participant_id: int
+    role: str
+    status: RecordingStatus
+    codecs: list[str]
+    started_at: dt.datetime
+    ended_at: dt.datetime | None
+    duration: float
+    error: str
+    segments: list[SegmentRead]
+
+
+class LinkRead(BaseModel):
+    url: str
+    expires_at: dt.datetime

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import av
 
+from core.errors import AppError
 from media.passthrough import PassthroughReceiver
 
 # A PLI is resent this often until a keyframe comes (one may be lost on the way).
@@ -72,3 +73,14 @@ async def take_snapshot(
         keyframe.cancel()
     frame = keyframe.result()
     return await asyncio.to_thread(keyframe_to_jpeg, frame.codec_name, frame.data, quality=quality)
+
+
+async def capture(video: PassthroughReceiver | None) -> tuple[bytes, int, int]:
+    """A JPEG of a recorded participant's video and its size, or the error the client gets."""
+    if video is None:
+        raise AppError("recording.no_video")
+    try:
+        snap = await take_snapshot(video)
+    except SnapshotError as e:
+        raise AppError("recording.snapshot_failed", error=str(e)) from None
+    return snap.jpeg, snap.width, snap.height

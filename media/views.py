@@ -1,26 +1,31 @@
-"""HTTP routes of recordings: what was recorded for a case, and short-lived playback links."""
+"""HTTP routes of recordings: what was recorded for a case, and short-lived playback links.
+
+Handlers never commit: the HTTP layer commits the request's one unit of work after them.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from httpapi.api import Api, Ctx
-from media.service import LinkRead, RecordingRead, Recordings
+from media.models import LinkRead, RecordingRead
+from media.playback import Playback
+from media.service import Recordings
 
 V1 = "/api/v1"
 RECORDINGS: web.AppKey[Recordings] = web.AppKey("recordings")
 
 
-def _recordings(ctx: Ctx) -> Recordings:
-    return ctx.request.app[RECORDINGS]
+def _playback(ctx: Ctx) -> Playback:
+    return ctx.request.app[RECORDINGS].playback
 
 
 async def list_recordings(ctx: Ctx) -> list[RecordingRead]:
-    return await _recordings(ctx).list_for_case(ctx.session, ctx.me, ctx.path_int("case_id"))
+    return await _playback(ctx).list_for_case(ctx.session, ctx.me, ctx.path_int("case_id"))
 
 
 async def segment_link(ctx: Ctx) -> LinkRead:
-    return await _recordings(ctx).link(
+    return await _playback(ctx).link(
         ctx.session, ctx.me, ctx.path_int("segment_id"), **ctx.audit_kw()
     )
 

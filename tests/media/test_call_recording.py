@@ -89,8 +89,8 @@ async def test_both_participants_are_recorded_and_can_be_played_back(
     await clerk.wait("call:ended", within=10)
     for s in senders.values():
         await s.pc.close()
-    recordings = client.app[RECORDINGS]
-    await wait_for(lambda: not recordings.live, within=20)
+    live = client.app[RECORDINGS].live
+    await wait_for(lambda: not live.peers, within=20)
 
     r = await clerk.user.get(f"/api/v1/cases/{env['case_id']}/recordings")
     assert r.status == 200, await r.text()
@@ -157,14 +157,14 @@ async def test_killing_the_recorder_keeps_finished_segments_and_notes_the_gap(
             break
         await asyncio.sleep(0.1)
     assert await segments() >= 1
-    recordings = client.app[RECORDINGS]
-    (live,) = list(recordings.live.values())
-    assert live.recorder is not None and live.recorder.task is not None
-    live.recorder.task.cancel()  # the recorder dies mid-call
+    live = client.app[RECORDINGS].live
+    (peer,) = list(live.peers.values())
+    assert peer.recorder is not None and peer.recorder.task is not None
+    peer.recorder.task.cancel()  # the recorder dies mid-call
 
     gone = await worker.wait("recording:state", lambda d: not d["active"], within=15)
     assert gone["reason"] == "error"
-    await wait_for(lambda: not recordings.live, within=15)
+    await wait_for(lambda: not live.peers, within=15)
     # The call goes on: signaling still works and the call is still active.
     assert (await worker.ok("state:sync"))["calls"][0]["call_id"] == call_id
     await sender.pc.close()
@@ -214,7 +214,7 @@ async def test_recording_policy_a_clerk_cannot_silently_stop_it(sock: Any, clien
 
     err = await clerk.err("recording:stop", {"call_id": call_id})
     assert err["code"] == "recording.required"
-    assert client.app[RECORDINGS].live  # still recording
+    assert client.app[RECORDINGS].live.peers  # still recording
 
     async with client.app[keys.DB].session() as s:  # an item that does not require it
         await s.exec(update(ServiceItem).values(recording_required=False))  # type: ignore[call-overload]
@@ -254,7 +254,7 @@ async def test_join_tells_every_participant_the_call_is_recorded(sock: Any) -> N
 async def test_no_free_recording_slot_is_a_noted_gap_not_a_failed_call(
     sock: Any, client: Any
 ) -> None:
-    client.app[RECORDINGS].slots.limit = 0
+    client.app[RECORDINGS].live.slots.limit = 0
     worker, clerk = await sock("worker"), await sock("clerk")
     env = await call_for_case(worker, clerk)
     sender = Participant(video_frames=10**6, audio=False, width=160, height=120)
