@@ -1,0 +1,1 @@
+"""Supervision: the live board, wait alerts, tidal windows and statistics."""
