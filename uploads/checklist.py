@@ -5,93 +5,25 @@ Store-free: the queue's finish step uses `require_complete` inside its own trans
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
-from enum import StrEnum
 
-from pydantic import BaseModel
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.errors import Invalid
 from core.models import BundleItem, Case, MaterialSpec
-from uploads.models import LIVE_MATERIAL, Material, MaterialRequest, MaterialStatus
+from uploads.models import (
+    LIVE_MATERIAL,
+    Checklist,
+    ChecklistItem,
+    ItemState,
+    Material,
+    MaterialRequest,
+    MaterialStatus,
+    material_read,
+)
 
 DEFAULT_TYPES = ["image/jpeg", "image/png", "image/heic", "application/pdf"]
-
-
-class ItemState(StrEnum):
-    missing = "missing"
-    requested = "requested"  # the clerk asked for it
-    uploaded = "uploaded"  # something arrived; the clerk has not decided on all of it
-    accepted = "accepted"
-    rejected = "rejected"
-
-
-class MaterialRead(BaseModel):
-    id: int
-    case_id: int
-    spec_id: int | None
-    name: str
-    status: MaterialStatus
-    source: str
-    content_type: str
-    size: int
-    sha256: str
-    width: int | None
-    height: int | None
-    filename: str
-    has_thumbnail: bool
-    reason: str
-    uploaded_at: dt.datetime
-    reviewed_at: dt.datetime | None
-    reviewed_by: int | None
-    reused_from: int | None
-    expires_at: dt.datetime
-
-
-class ChecklistItem(BaseModel):
-    spec_id: int
-    name: str
-    required: bool
-    accepted_types: list[str]
-    note: str
-    state: ItemState
-    reason: str = ""
-    request_note: str = ""
-    materials: list[MaterialRead] = []
-
-
-class Checklist(BaseModel):
-    case_id: int
-    complete: bool
-    missing: list[str]
-    items: list[ChecklistItem]
-    extras: list[MaterialRead]
-
-
-def material_read(m: Material) -> MaterialRead:
-    return MaterialRead(
-        id=m.id or 0,
-        case_id=m.case_id,
-        spec_id=m.spec_id,
-        name=m.name,
-        status=MaterialStatus(m.status),
-        source=m.source,
-        content_type=m.content_type,
-        size=m.size,
-        sha256=m.sha256,
-        width=m.width,
-        height=m.height,
-        filename=m.filename,
-        has_thumbnail=bool(m.thumb_key),
-        reason=m.reason,
-        uploaded_at=m.uploaded_at,
-        reviewed_at=m.reviewed_at,
-        reviewed_by=m.reviewed_by,
-        reused_from=m.reused_from,
-        expires_at=m.expires_at,
-    )
 
 
 @dataclass

@@ -1,11 +1,14 @@
-"""Materials (办件材料): upload slots, stored documents, and the clerk's requests for them."""
+"""Materials (办件材料): the tables (upload slots, stored documents, the clerk's requests for
+them) and the request and response shapes of the materials API."""
 
 from __future__ import annotations
 
 import datetime as dt
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as In
 from sqlalchemy import BigInteger, Column, Index
 from sqlmodel import Field, SQLModel
 
@@ -116,3 +119,159 @@ class MaterialRequest(SQLModel, table=True):
     requested_by: int = Field(foreign_key="staff.id")
     requested_at: dt.datetime = _ts()
     fulfilled_at: dt.datetime | None = _opt_ts()
+
+
+# -- request and response shapes
+
+
+class ItemState(StrEnum):
+    missing = "missing"
+    requested = "requested"  # the clerk asked for it
+    uploaded = "uploaded"  # something arrived; the clerk has not decided on all of it
+    accepted = "accepted"
+    rejected = "rejected"
+
+
+class MaterialRead(BaseModel):
+    id: int
+    case_id: int
+    spec_id: int | None
+    name: str
+    status: MaterialStatus
+    source: str
+    content_type: str
+    size: int
+    sha256: str
+    width: int | None
+    height: int | None
+    filename: str
+    has_thumbnail: bool
+    reason: str
+    uploaded_at: dt.datetime
+    reviewed_at: dt.datetime | None
+    reviewed_by: int | None
+    reused_from: int | None
+    expires_at: dt.datetime
+
+
+class ChecklistItem(BaseModel):
+    spec_id: int
+    name: str
+    required: bool
+    accepted_types: list[str]
+    note: str
+    state: ItemState
+    reason: str = ""
+    request_note: str = ""
+    materials: list[MaterialRead] = []
+
+
+class Checklist(BaseModel):
+    case_id: int
+    complete: bool
+    missing: list[str]
+    items: list[ChecklistItem]
+    extras: list[MaterialRead]
+
+
+def material_read(m: Material) -> MaterialRead:
+    return MaterialRead(
+        id=m.id or 0,
+        case_id=m.case_id,
+        spec_id=m.spec_id,
+        name=m.name,
+        status=MaterialStatus(m.status),
+        source=m.source,
+        content_type=m.content_type,
+        size=m.size,
+        sha256=m.sha256,
+        width=m.width,
+        height=m.height,
+        filename=m.filename,
+        has_thumbnail=bool(m.thumb_key),
+        reason=m.reason,
+        uploaded_at=m.uploaded_at,
+        reviewed_at=m.reviewed_at,
+        reviewed_by=m.reviewed_by,
+        reused_from=m.reused_from,
+        expires_at=m.expires_at,
+    )
+
+
+MAX_ID = 2**31 - 1
+
+
+class SlotIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+    spec_id: int | None = In(default=None, ge=1, le=MAX_ID)
+    filename: str = In(default="", max_length=200)
+    content_type: str = In(min_length=3, max_length=100)
+    size: int = In(ge=0, le=2**40)
+    multipart: bool = False
+
+
+class SlotRead(BaseModel):
+    id: int
+    case_id: int
+    spec_id: int | None
+    method: str
+    url: str
+    fields: dict[str, str]
+    headers: dict[str, str]
+    expires_at: dt.datetime
+    max_bytes: int
+    multipart: bool
+    part_bytes: int | None = None
+    parts_count: int | None = None
+
+
+class PartsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    numbers: list[int] = In(min_length=1, max_length=100)
+
+
+class PartUrl(BaseModel):
+    number: int
+    method: str
+    url: str
+
+
+class PartRead(BaseModel):
+    number: int
+    size: int
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+    decision: Literal["accept", "reject"]
+    reason: str = In(default="", max_length=500)
+
+
+class RequestIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+    note: str = In(default="", max_length=500)
+
+
+class ReuseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    material_id: int = In(ge=1, le=MAX_ID)
+    spec_id: int = In(ge=1, le=MAX_ID)
+    consent: bool
+
+
+class ReuseCandidate(BaseModel):
+    spec_id: int
+    name: str
+    material: MaterialRead
+    from_case_number: str
+    from_case_at: dt.datetime
+
+
+class LinkQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    variant: Literal["original", "thumbnail"] = "original"
+
+
+class LinkRead(BaseModel):
+    url: str
+    expires_at: dt.datetime

@@ -1,4 +1,6 @@
-"""Object storage behind one interface: a local directory (the default) or any S3 API.
+"""One module for both object stores, so the backends that must refuse alike are read together.
+
+Object storage behind one interface: a local directory (the default) or any S3 API.
 
 Keys are always chosen by the server (see `is_valid_key`). Browsers never send bytes through
 the app on S3: they get a presigned POST (single files) or presigned part URLs (multipart),

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Literal
 from urllib.parse import quote
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
-from sqlmodel import select
 
 from core.errors import AppError, NotFound, TooLarge, UnsupportedMediaType
 from httpapi import keys
 from httpapi.api import Api, Ctx
-from uploads.checklist import Checklist, ChecklistItem, MaterialRead
-from uploads.models import OPEN_SLOT, UploadSlot
-from uploads.service import (
+from uploads import review as review_service
+from uploads.intake import slot_open_at
+from uploads.models import (
+    Checklist,
+    ChecklistItem,
+    LinkQuery,
     LinkRead,
-    Materials,
+    MaterialRead,
     PartRead,
     PartsIn,
     PartUrl,
@@ -28,6 +28,7 @@ from uploads.service import (
     SlotIn,
     SlotRead,
 )
+from uploads.service import Materials
 from uploads.storage import LOCAL_ROUTE, LinkError, LocalStore
 
 V1 = "/api/v1"
@@ -35,76 +36,99 @@ MATERIALS: web.AppKey[Materials] = web.AppKey("materials")
 STREAM_CHUNK = 1024 * 1024
 
 
-class LinkQuery(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    variant: Literal["original", "thumbnail"] = "original"
-
-
 def _materials(ctx: Ctx) -> Materials:
     return ctx.request.app[MATERIALS]
 
 
 async def create_slot(ctx: Ctx) -> SlotRead:
-    return await _materials(ctx).create_slot(
-        ctx.session, ctx.me, ctx.path_int("case_id"), ctx.body, **ctx.audit_kw()
+    return await _materials(ctx).intake.create_slot(
+        session=ctx.session,
+        me=ctx.me,
+        case_id=ctx.path_int("case_id"),
+        body=ctx.body,
+        audit_kw=ctx.audit_kw(),
     )
 
 
 async def part_urls(ctx: Ctx) -> list[PartUrl]:
     body: PartsIn = ctx.body
-    return await _materials(ctx).part_urls(
-        ctx.session, ctx.me, ctx.path_int("slot_id"), body.numbers
+    return await _materials(ctx).intake.part_urls(
+        session=ctx.session, me=ctx.me, slot_id=ctx.path_int("slot_id"), numbers=body.numbers
     )
 
 
 async def list_parts(ctx: Ctx) -> list[PartRead]:
-    return await _materials(ctx).list_parts(ctx.session, ctx.me, ctx.path_int("slot_id"))
+    return await _materials(ctx).intake.list_parts(
+        session=ctx.session, me=ctx.me, slot_id=ctx.path_int("slot_id")
+    )
 
 
 async def confirm(ctx: Ctx) -> MaterialRead:
-    # Confirming runs its own short transactions around slow storage work; end the request's
-    # transaction first so it holds no lock meanwhile (SQLite has one writer).
-    await ctx.session.commit()
-    return await _materials(ctx).confirm(ctx.me, ctx.path_int("slot_id"), **ctx.audit_kw())
+    return await _materials(ctx).intake.confirm(
+        session=ctx.session,
+        outbox=ctx.outbox,
+        me=ctx.me,
+        slot_id=ctx.path_int("slot_id"),
+        audit_kw=ctx.audit_kw(),
+    )
 
 
 async def checklist(ctx: Ctx) -> Checklist:
-    return await _materials(ctx).checklist(ctx.session, ctx.me, ctx.path_int("case_id"))
+    return await review_service.checklist(
+        session=ctx.session, me=ctx.me, case_id=ctx.path_int("case_id")
+    )
 
 
 async def review(ctx: Ctx) -> MaterialRead:
-    return await _materials(ctx).review(
-        ctx.session, ctx.me, ctx.path_int("material_id"), ctx.body, **ctx.audit_kw()
+    return await review_service.review(
+        session=ctx.session,
+        outbox=ctx.outbox,
+        me=ctx.me,
+        material_id=ctx.path_int("material_id"),
+        body=ctx.body,
+        audit_kw=ctx.audit_kw(),
     )
 
 
 async def request_material(ctx: Ctx) -> ChecklistItem:
     body: RequestIn = ctx.body
-    return await _materials(ctx).request(
-        ctx.session,
-        ctx.me,
-        ctx.path_int("case_id"),
-        ctx.path_int("spec_id"),
-        body,
-        **ctx.audit_kw(),
+    return await review_service.request(
+        session=ctx.session,
+        outbox=ctx.outbox,
+        me=ctx.me,
+        case_id=ctx.path_int("case_id"),
+        spec_id=ctx.path_int("spec_id"),
+        body=body,
+        audit_kw=ctx.audit_kw(),
     )
 
 
 async def link(ctx: Ctx) -> LinkRead:
     q: LinkQuery = ctx.query
-    return await _materials(ctx).link(
-        ctx.session, ctx.me, ctx.path_int("material_id"), q.variant, **ctx.audit_kw()
+    return await _materials(ctx).links.material(
+        session=ctx.session,
+        me=ctx.me,
+        material_id=ctx.path_int("material_id"),
+        variant=q.variant,
+        audit_kw=ctx.audit_kw(),
     )
 
 
 async def reusable(ctx: Ctx) -> list[ReuseCandidate]:
-    return await _materials(ctx).reusable(ctx.session, ctx.me, ctx.path_int("case_id"))
+    return await _materials(ctx).reuse.reusable(
+        session=ctx.session, me=ctx.me, case_id=ctx.path_int("case_id")
+    )
 
 
 async def reuse(ctx: Ctx) -> MaterialRead:
     body: ReuseIn = ctx.body
-    return await _materials(ctx).reuse(
-        ctx.session, ctx.me, ctx.path_int("case_id"), body, **ctx.audit_kw()
+    return await _materials(ctx).reuse.reuse(
+        session=ctx.session,
+        outbox=ctx.outbox,
+        me=ctx.me,
+        case_id=ctx.path_int("case_id"),
+        body=body,
+        audit_kw=ctx.audit_kw(),
     )
 
 
@@ -252,10 +276,9 @@ async def put_object(request: web.Request) -> web.Response:
         )
     if request.content_length is not None and request.content_length > max_bytes:
         raise TooLarge("upload.too_large", size=request.content_length, limit=max_bytes)
-    db = request.app[keys.DB]
-    async with db.session() as session:
-        state = (await session.exec(select(UploadSlot.state).where(UploadSlot.key == key))).first()
-    if state is None or state not in [s.value for s in OPEN_SLOT]:
+    async with request.app[keys.DB].session() as session:
+        still_open = await slot_open_at(session, key)
+    if not still_open:
         raise _link_error(LinkError("storage.link_expired"))
     size = await store.write_stream(store.path(key), _limited(request, max_bytes))
     return web.json_response({"size": size}, status=201)

@@ -17,6 +17,7 @@ from core.staff import Passwords
 from httpapi import keys
 from httpapi.api import Api
 from httpapi.observability import Metrics, healthz, metrics_view, observe, readyz
+from media import retention
 from media import views as media_views
 from media.service import Recordings
 from outreach.sms import RecordingSmsGateway
@@ -96,15 +97,16 @@ async def _materials(app: web.Application) -> AsyncIterator[None]:
     s = app[keys.SETTINGS]
     store = build_store(s, await asyncio.to_thread(s.load_secret_key))
     await store.start()
-    materials = Materials(s, store, app[keys.DB])
-    sio = app[signaling_views.SIGNALING].sio
-
-    async def notify(event: str, room: str, data: dict[str, object]) -> None:
-        await sio.emit(event, data, room=room)
-
-    materials.notify = notify
-    app[upload_views.MATERIALS] = materials
     signaling = app[signaling_views.SIGNALING]
+    materials = Materials(
+        s,
+        store,
+        app[keys.DB],
+        deliver=app[keys.DELIVER],
+        live_keys=[retention.segment_keys],
+        expiries=[retention.segment_expiry(app[keys.DB], store)],
+    )
+    app[upload_views.MATERIALS] = materials
     recordings = Recordings(s, app[keys.DB], store, signaling.node_id, app[keys.DELIVER])
     app[media_views.RECORDINGS] = recordings
     signaling.attach_media(recorder=recordings, snapshots=materials)

@@ -186,3 +186,65 @@ def test_local_keys_never_escape_the_directory(tmp_path: Any) -> None:
         with pytest.raises(LinkError):
             store.path(key)
     assert store.path("r30/c1/" + "a" * 32 + ".jpg").is_relative_to(tmp_path / "objects")
+
+
+async def test_clerks_of_other_lines_in_the_area_neither_add_nor_view(
+    client: Any, as_user: Any
+) -> None:
+    """Reading a case in one's area is not taking part in it: only participants add materials."""
+    worker = await as_user("worker")
+    c = await open_case(worker)
+    case_id = c["case"]["id"]
+    m = await upload(worker, case_id, c["specs"][ID_CARD], jpeg(), "image/jpeg")
+
+    async def count(table: str) -> int:
+        from sqlalchemy import text
+
+        async with client.app[keys.DB].session() as s:
+            return (await s.exec(text(f"SELECT count(*) FROM {table}"))).one()[0]  # type: ignore[call-overload]
+
+    before = (await count("upload_slot"), await count("material"), await count("material_request"))
+    # The town's household-registration clerk, and a clerk of the district centre.
+    for username in ("clerk.t07.h", "clerk.d00.m"):
+        other = await as_user(username)
+        for spec in (None, c["specs"][ID_CARD]):
+            r = await slot(other, case_id, spec, jpeg(), "image/jpeg")
+            assert r.status == 404, (username, spec, r.status)
+            assert (await r.json())["error"]["code"] == "not_found"
+        r = await other.get(f"/api/v1/materials/{m['id']}/link")
+        assert r.status == 404, (username, r.status)
+        assert (await other.get(f"/api/v1/cases/{case_id}/reusable")).status == 404
+        r = await other.post(
+            f"/api/v1/cases/{case_id}/reuse",
+            json={"material_id": m["id"], "spec_id": c["specs"][ID_CARD], "consent": True},
+        )
+        assert r.status == 404, (username, r.status)
+        r = await other.post(
+            f"/api/v1/cases/{case_id}/checklist/{c['specs'][ID_CARD]}/request", json={}
+        )
+        assert r.status == 404, (username, r.status)
+        r = await other.post(f"/api/v1/materials/{m['id']}/review", json={"decision": "accept"})
+        assert r.status == 404, (username, r.status)
+    after = (await count("upload_slot"), await count("material"), await count("material_request"))
+    assert after == before
+    # The case's own line clerk still does all of it.
+    clerk = await as_user("clerk")
+    assert (await slot(clerk, case_id, None, jpeg(), "image/jpeg")).status == 201
+    assert await fetch_link(clerk, m["id"])
+
+
+async def test_someone_elses_slot_is_not_found(client: Any, as_user: Any) -> None:
+    worker = await as_user("worker")
+    c = await open_case(worker)
+    data = jpeg()
+    form = await (
+        await slot(worker, c["case"]["id"], c["specs"][ID_CARD], data, "image/jpeg")
+    ).json()
+    assert await send(worker, form, data, "image/jpeg") in (200, 201, 204)
+    for username in ("clerk.t07.h", "clerk.d00.m"):
+        other = await as_user(username)
+        assert (await other.post(f"/api/v1/uploads/{form['id']}/confirm")).status == 404
+        assert (await other.get(f"/api/v1/uploads/{form['id']}/parts")).status == 404
+    # Untouched by those attempts: the uploader still confirms it.
+    r = await worker.post(f"/api/v1/uploads/{form['id']}/confirm")
+    assert r.status == 201, await r.text()

@@ -14,6 +14,7 @@ from sqlalchemy import text, update
 
 from httpapi import keys
 from tests.uploads.helpers import fetch_link, jpeg, open_case, pdf, slot, upload
+from uploads import intake
 from uploads.models import Material, UploadSlot
 from uploads.views import MATERIALS
 
@@ -289,7 +290,7 @@ async def test_sweep_leaves_no_orphan_and_no_row_without_its_object(
     photo = jpeg()
     form3 = await (await slot(worker, case_id, c["specs"][ID_CARD], photo, "image/jpeg")).json()
     await send(worker, form3, photo, "image/jpeg")
-    monkeypatch.setattr(materials, "_record", crash)
+    monkeypatch.setattr(intake, "record", crash)
     r = await worker.post(f"/api/v1/uploads/{form3['id']}/confirm")
     assert r.status == 500
     monkeypatch.undo()
