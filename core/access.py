@@ -17,7 +17,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.errors import AppError, Forbidden, NotFound
-from core.models import Call, CallParticipant, Case, Resident, Role, Site
+from core.models import Call, CallParticipant, Case, Resident, Role, Site, WindowLine
 
 R = Role
 EVERYONE = frozenset(Role)
@@ -42,6 +42,9 @@ POLICY: dict[str, frozenset[Role]] = {
     "staff.read": frozenset({R.supervisor, R.admin}),
     "staff.manage": frozenset({R.admin}),
     "audit.read": frozenset({R.supervisor, R.admin}),
+    # supervision (every read is scoped to the lines of the caller's area)
+    "alert.read": frozenset({R.supervisor, R.admin}),
+    "alert.manage": frozenset({R.supervisor, R.admin}),
     "appointment.book": frozenset(
         {R.community_worker, R.resident, R.clerk, R.coordinator, R.admin}
     ),
@@ -294,3 +297,19 @@ async def require_resident(session: AsyncSession, principal: Principal, resident
     ):
         return
     raise NotFound(f"居民 {resident.id}", f"Resident {resident.id}")
+
+
+async def require_line(
+    session: AsyncSession,
+    principal: Principal,
+    line: WindowLine,
+    *,
+    not_found: AppError | None = None,
+) -> None:
+    """Staff bound to the line, or to a site at or above its hall, see the line (and its
+    queue, alerts and figures); admins see every line."""
+    if principal.is_resident:
+        raise not_found or NotFound(f"窗口 {line.id}", f"Window line {line.id}")
+    if line.id in principal.line_ids or await site_in_scope(session, principal, line.site_id):
+        return
+    raise not_found or NotFound(f"窗口 {line.id}", f"Window line {line.id}")

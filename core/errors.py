@@ -14,6 +14,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The text contains invisible control characters; remove them and try again",
     ),
     "too_deep": ("提交的数据嵌套层数过多", "The data is nested too deeply"),
+    "alert.state": (
+        "该预警当前为{status}状态，不能这样处理",
+        "The alert is {status}; it cannot be handled this way",
+    ),
     "body_too_large": (
         "请求体过大（上限 {limit} 字节）",
         "Request body too large (limit {limit} bytes)",

@@ -93,6 +93,20 @@ class Settings(BaseModel):
         480, ge=30, description="Handling time assumed for wait estimates until a line has history."
     )
 
+    wait_alert_minutes: int = Field(
+        15,
+        ge=1,
+        le=24 * 60,
+        description=(
+            "A resident waiting longer than this alerts the line's department heads (in the "
+            "app and by SMS), once per ticket; a line may set its own."
+        ),
+    )
+    alert_sweep_interval_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How often each node looks for tickets past their wait threshold.",
+    )
     appointment_slot_minutes: int = Field(
         15, ge=5, le=240, description="Length of one appointment slot on a window line."
     )

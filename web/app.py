@@ -24,6 +24,8 @@ from outreach.sms import RecordingSmsGateway
 from scheduler import views as scheduler_views
 from signaling import views as signaling_views
 from signaling.server import Signaling
+from supervision import views as supervision_views
+from supervision.sweeps import alert_loop
 from uploads import views as upload_views
 from uploads.service import Materials
 from uploads.storage import build_store
@@ -36,6 +38,7 @@ def build_api() -> Api:
     api = Api()
     coreapi.register(api)
     scheduler_views.register(api)
+    supervision_views.register(api)
     upload_views.register(api)
     signaling_views.register(api)
     media_views.register(api)
@@ -71,6 +74,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_secrets)
     app.cleanup_ctx.append(_signaling)
     app.cleanup_ctx.append(_materials)
+    app.cleanup_ctx.append(_supervision)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
@@ -118,6 +122,22 @@ async def _materials(app: web.Application) -> AsyncIterator[None]:
     signaling.attach_media(recorder=None, snapshots=None)
     await recordings.close()  # finish and upload what is being recorded
     await store.close()
+
+
+async def _supervision(app: web.Application) -> AsyncIterator[None]:
+    """The wait-alert sweep; every node runs it, the alert rows keep each alert to one."""
+    task = asyncio.create_task(
+        alert_loop(
+            db=app[keys.DB],
+            settings=app[keys.SETTINGS],
+            sms=app[keys.SMS],
+            deliver=app[keys.DELIVER],
+            node_id=app[signaling_views.SIGNALING].node_id,
+        )
+    )
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _sweep_forever(materials: Materials, interval: float) -> None:

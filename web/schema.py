@@ -20,6 +20,7 @@ def metadata() -> MetaData:
     import outreach.models  # noqa: F401
     import scheduler.models  # noqa: F401
     import signaling.models  # noqa: F401
+    import supervision.models  # noqa: F401
     import uploads.models  # noqa: F401
 
     return SQLModel.metadata

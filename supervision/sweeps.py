@@ -1,0 +1,55 @@
+"""Periodic work of supervision; every node runs it, the alert rows keep it exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+
+from core.db import Database, utcnow
+from core.events import Deliver, Outbox
+from core.settings import Settings
+from core.sms import SmsGateway
+from supervision import alerts
+
+log = logging.getLogger("cloudwindow.supervision")
+
+
+async def sweep_alerts(
+    *,
+    db: Database,
+    settings: Settings,
+    sms: SmsGateway,
+    deliver: Deliver,
+    node_id: str,
+    now: dt.datetime | None = None,
+) -> alerts.RaiseReport:
+    """One round: raise what is due and resolve what moved on, commit, then tell people."""
+    outbox = Outbox()
+    async with db.session() as session:
+        report = await alerts.raise_due(
+            session=session,
+            settings=settings,
+            sms=sms,
+            outbox=outbox,
+            now=now or utcnow(),
+            node_id=node_id,
+        )
+        await session.commit()
+    await deliver(outbox.take())
+    return report
+
+
+async def alert_loop(
+    *, db: Database, settings: Settings, sms: SmsGateway, deliver: Deliver, node_id: str
+) -> None:
+    while True:
+        await asyncio.sleep(settings.alert_sweep_interval_seconds)
+        try:
+            report = await sweep_alerts(
+                db=db, settings=settings, sms=sms, deliver=deliver, node_id=node_id
+            )
+            if report.raised or report.resolved:
+                log.info("wait alerts: %d raised, %d resolved", len(report.raised), report.resolved)
+        except Exception:  # a round that fails (database away) is retried on the next one
+            log.exception("wait-alert sweep failed")
