@@ -97,8 +97,3 @@ class RecordingRead(BaseModel):
     duration: float
     error: str
     segments: list[SegmentRead]
-
-
-class LinkRead(BaseModel):
-    url: str
-    expires_at: dt.datetime

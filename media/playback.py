@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core import audit
 from core.access import CaseUse, Principal, require_case
-from core.db import utcnow
 from core.errors import NotFound
 from core.models import Case
 from core.settings import Settings
 from media.models import (
-    LinkRead,
     Recording,
     RecordingRead,
     RecordingSegment,
     RecordingStatus,
     SegmentRead,
 )
+from uploads.links import Links
+from uploads.models import LinkRead
 from uploads.storage import ObjectStore
 
 
@@ -102,19 +100,14 @@ class Playback:
         if seg is None or case is None:
             raise nf
         await require_case(session, me, case, CaseUse.play, not_found=nf)
-        seconds = self.settings.download_url_seconds
-        url = await self.store.download_url(
-            seg.key,
-            expires=seconds,
+        return await Links(self.settings, self.store).issue(
+            session=session,
+            key=seg.key,
             content_type=seg.content_type,
             filename=f"{case.number}-{seg.recording_id}-{seg.index}.{seg.key.rsplit('.', 1)[1]}",
-        )
-        audit.record(
-            session,
             action="recording.view",
             target_type="recording",
             target_id=seg.recording_id,
             detail={"case": case.id, "segment": seg.index},
-            **kw,
+            audit_kw=kw,
         )
-        return LinkRead(url=url, expires_at=utcnow() + dt.timedelta(seconds=seconds))

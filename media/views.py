@@ -8,9 +8,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from httpapi.api import Api, Ctx
-from media.models import LinkRead, RecordingRead
+from media.models import RecordingRead
 from media.playback import Playback
 from media.service import Recordings
+from uploads.models import LinkRead
 
 V1 = "/api/v1"
 RECORDINGS: web.AppKey[Recordings] = web.AppKey("recordings")
