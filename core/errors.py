@@ -203,6 +203,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "分片序号须在 1 到 {parts} 之间",
         "Part numbers run from 1 to {parts}",
     ),
+    "upload.part_mismatch": (
+        "第 {parts} 片的内容与收到时不符，请重新上传该分片",
+        "Part(s) {parts} no longer match what was received; send them again",
+    ),
+    "upload.interrupted": (
+        "上传中断，文件未完整送达，请重新上传",
+        "The upload was interrupted before the whole file arrived; send it again",
+    ),
     "storage.bad_signature": (
         "链接无效（签名不符）",
         "The link is invalid (its signature does not match)",

@@ -54,7 +54,7 @@ from uploads.models import (
     SlotState,
     UploadSlot,
 )
-from uploads.storage import ObjectStore, Part, new_key
+from uploads.storage import ObjectStore, Part, PartMismatch, new_key
 
 STATE_ZH = MappingProxyType(
     {
@@ -387,7 +387,13 @@ class Intake:
             await self.store.abort_multipart(key, upload_id)
             raise _Refused(TooLarge("upload.too_large", size=total, limit=max_bytes))
         ordered: list[Part] = [have[n] for n in range(1, count + 1)]
-        await self.store.complete_multipart(key, upload_id, ordered)
+        try:
+            await self.store.complete_multipart(key, upload_id, ordered)
+        except PartMismatch as e:
+            # The store checked every part against what it recorded when it arrived; the
+            # changed ones must be sent again, so the slot stays open.
+            shown = ", ".join(map(str, e.numbers[:10])) + ("…" if len(e.numbers) > 10 else "")
+            raise _Retry(Invalid("upload.part_mismatch", parts=shown)) from None
 
     async def _inspect(
         self, key: str, declared: str, max_bytes: int, spec: Spec | None, slot: UploadSlot

@@ -16,6 +16,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import json
 import logging
 import os
 import re
@@ -70,6 +71,15 @@ class Part:
     number: int
     size: int
     etag: str
+
+
+class PartMismatch(Exception):
+    """Parts whose bytes are not what the store recorded when they arrived (or were replaced
+    while the upload was being completed): the client must send them again."""
+
+    def __init__(self, numbers: list[int]) -> None:
+        super().__init__(f"parts {numbers} do not match")
+        self.numbers = numbers
 
 
 class ObjectStore(Protocol):
@@ -239,7 +249,7 @@ class LocalStore:
 
         await asyncio.to_thread(run)
 
-    def _write_atomic(self, path: Path, chunks: list[bytes]) -> None:
+    def _write_atomic(self, path: Path, chunks: list[bytes], *, make_parent: bool = True) -> None:
         tmp = self.tmp / uuid.uuid4().hex
         try:
             with tmp.open("wb") as f:
@@ -247,7 +257,8 @@ class LocalStore:
                     f.write(c)
                 f.flush()
                 os.fsync(f.fileno())
-            path.parent.mkdir(parents=True, exist_ok=True)
+            if make_parent:
+                path.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -318,16 +329,10 @@ class LocalStore:
         )
 
     async def start_multipart(self, key: str, content_type: str) -> str:
-        """Parts are written at their offsets into one file, so completing is a rename."""
+        """Each part is a file of its own, so a part is replaced whole or not at all."""
         self.path(key)
         upload_id = uuid.uuid4().hex
-
-        def make() -> None:
-            d = self.parts / upload_id
-            d.mkdir(parents=True)
-            (d / "data").touch()
-
-        await asyncio.to_thread(make)
+        await asyncio.to_thread((self.parts / upload_id).mkdir, parents=True)
         return upload_id
 
     def part_dir(self, upload_id: str) -> Path:
@@ -353,52 +358,90 @@ class LocalStore:
 
     async def write_part(
         self, upload_id: str, number: int, part_bytes: int, chunks: AsyncIterator[bytes]
-    ) -> int:
-        """Write part `number` at its offset; it counts only once its marker file exists.
+    ) -> Part:
+        """Receive part `number` into a file of its own; it counts once its record is written.
 
-        A body that breaks half way leaves no marker, so the part is reported missing and the
-        client sends it again (over the same bytes).
+        The bytes go to a temp file, are fsynced and renamed to a name no other write uses;
+        then the part's record (`00001`: size, SHA-256, MD5, file name) is replaced
+        atomically. A body that breaks half way changes nothing: a part received before stays
+        whole and listed. The record's SHA-256 is checked again when the upload completes.
         """
         d = self.part_dir(upload_id)
-        data = d / "data"
+        if not await asyncio.to_thread(d.is_dir):
+            raise LinkError("storage.link_expired")
+        name = f"{number:05d}-{uuid.uuid4().hex}"
+        sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)  # S3-style ETag
+
+        def hashing(chunk: bytes) -> None:
+            sha.update(chunk)
+            md5.update(chunk)
+
         try:
-            fd = await asyncio.to_thread(os.open, data, os.O_WRONLY)
+            size = await self.write_stream(d / name, chunks, on_chunk=hashing, make_parent=False)
+        except FileNotFoundError:  # the upload was completed or aborted meanwhile
+            raise LinkError("storage.link_expired") from None
+        record = {"size": size, "sha256": sha.hexdigest(), "md5": md5.hexdigest(), "file": name}
+
+        def commit() -> None:
+            marker = d / f"{number:05d}"
+            before = self._part_record(d, number)
+            try:
+                self._write_atomic(marker, [json.dumps(record).encode()], make_parent=False)
+            except BaseException:
+                (d / name).unlink(missing_ok=True)
+                raise
+            if before and before["file"] != name:
+                (d / before["file"]).unlink(missing_ok=True)
+
+        try:
+            await asyncio.to_thread(commit)
         except FileNotFoundError:
             raise LinkError("storage.link_expired") from None
-        offset = (number - 1) * part_bytes
-        size = 0
+        return Part(number, size, f'"{record["md5"]}"')
+
+    @staticmethod
+    def _part_record(d: Path, number: int) -> dict[str, Any] | None:
         try:
-            pending: list[bytes] = []
-            pending_bytes = 0
-            async for chunk in chunks:
-                pending.append(chunk)
-                pending_bytes += len(chunk)
-                if pending_bytes >= CHUNK:
-                    await asyncio.to_thread(os.pwrite, fd, b"".join(pending), offset + size)
-                    size += pending_bytes
-                    pending, pending_bytes = [], 0
-            if pending:
-                await asyncio.to_thread(os.pwrite, fd, b"".join(pending), offset + size)
-                size += pending_bytes
-            await asyncio.to_thread(os.fsync, fd)
-        finally:
-            await asyncio.to_thread(os.close, fd)
-        marker = d / f"{number:05d}"
-        await asyncio.to_thread(self._write_atomic, marker, [str(size).encode()])
-        return size
+            record = json.loads((d / f"{number:05d}").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        if not isinstance(record, dict) or not re.fullmatch(
+            rf"{number:05d}-[0-9a-f]{{32}}", str(record.get("file", ""))
+        ):
+            return None  # not a record this store wrote: the part counts as missing
+        return record
+
+    def _drop_part(self, d: Path, number: int, file: str) -> None:
+        """Forget a part whose bytes went bad, unless it was replaced meanwhile."""
+        record = self._part_record(d, number)
+        if record is not None and record["file"] == file:
+            (d / f"{number:05d}").unlink(missing_ok=True)
+            (d / file).unlink(missing_ok=True)
 
     async def write_stream(
         self,
         path: Path,
         chunks: AsyncIterator[bytes],
         on_chunk: Callable[[bytes], None] | None = None,
+        *,
+        make_parent: bool = True,
     ) -> int:
-        """Write a stream to path via a temp file and a rename; nothing is left if it breaks."""
+        """Write a stream to path via a temp file and a rename; nothing is left if it breaks.
+
+        `on_chunk` sees every chunk in order, in the writer thread (for hashing off the loop).
+        """
         tmp = self.tmp / uuid.uuid4().hex
         f = await asyncio.to_thread(tmp.open, "wb")
         size = 0
         pending: list[bytes] = []
         pending_bytes = 0
+
+        def write(batch: list[bytes]) -> None:
+            if on_chunk is not None:
+                for c in batch:
+                    on_chunk(c)
+            f.writelines(batch)
+
         # At most one write in flight while the next MiB arrives: the disk and the network
         # overlap, and the loop never waits on the disk.
         writing: asyncio.Future[None] | None = None
@@ -410,19 +453,20 @@ class LocalStore:
                 if pending_bytes >= CHUNK:
                     if writing is not None:
                         await writing
-                    writing = asyncio.ensure_future(asyncio.to_thread(f.writelines, pending))
+                    writing = asyncio.ensure_future(asyncio.to_thread(write, pending))
                     pending, pending_bytes = [], 0
             if writing is not None:
                 await writing
                 writing = None
             if pending:
-                await asyncio.to_thread(f.writelines, pending)
+                await asyncio.to_thread(write, pending)
 
             def finish() -> None:
                 f.flush()
                 os.fsync(f.fileno())
                 f.close()
-                path.parent.mkdir(parents=True, exist_ok=True)
+                if make_parent:
+                    path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(tmp, path)
 
             await asyncio.to_thread(finish)
@@ -442,25 +486,61 @@ class LocalStore:
                 return []
             out = []
             for p in sorted(d.iterdir()):
-                if p.name.isdigit():
-                    out.append(Part(int(p.name), int(p.read_text() or 0), p.name))
+                if re.fullmatch(r"[0-9]{5}", p.name):
+                    record = self._part_record(d, int(p.name))
+                    if record is not None:
+                        out.append(Part(int(p.name), int(record["size"]), f'"{record["md5"]}"'))
             return out
 
         return await asyncio.to_thread(run)
 
     async def complete_multipart(self, key: str, upload_id: str, parts: list[Part]) -> None:
+        """Join the parts into the object, checking each against its record as it is read.
+
+        A part whose bytes no longer match its SHA-256 (or that was replaced since `parts`
+        was listed) is dropped and PartMismatch names it; nothing is stored then.
+        """
         d = self.part_dir(upload_id)
         path = self.path(key)
 
-        total = sum(p.size for p in parts)
-
         def run() -> None:
-            data = d / "data"
-            with data.open("r+b") as f:
-                f.truncate(total)
-                os.fsync(f.fileno())
-            path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(data, path)
+            records = {p.number: self._part_record(d, p.number) for p in parts}
+            bad = [
+                p.number
+                for p in parts
+                if (r := records[p.number]) is None
+                or int(r["size"]) != p.size
+                or f'"{r["md5"]}"' != p.etag
+            ]
+            if bad:
+                raise PartMismatch(bad)
+            tmp = self.tmp / uuid.uuid4().hex
+            try:
+                with tmp.open("wb") as out:
+                    for p in parts:
+                        r = records[p.number]
+                        assert r is not None
+                        h, n = hashlib.sha256(), 0
+                        try:
+                            with (d / r["file"]).open("rb") as f:
+                                while chunk := f.read(CHUNK):
+                                    h.update(chunk)
+                                    n += len(chunk)
+                                    out.write(chunk)
+                        except FileNotFoundError:
+                            bad.append(p.number)
+                            continue
+                        if n != int(r["size"]) or h.hexdigest() != r["sha256"]:
+                            self._drop_part(d, p.number, r["file"])
+                            bad.append(p.number)
+                    if bad:
+                        raise PartMismatch(bad)
+                    out.flush()
+                    os.fsync(out.fileno())
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
             shutil.rmtree(d, ignore_errors=True)
 
         await asyncio.to_thread(run)
@@ -738,13 +818,26 @@ class S3Store:
             raise
 
     async def complete_multipart(self, key: str, upload_id: str, parts: list[Part]) -> None:
-        await self.run(
-            self.client.complete_multipart_upload,
-            Bucket=self.bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={"Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]},
-        )
+        """S3 checks each part's ETag (its MD5) against the one we listed; a part replaced
+        since then fails the whole completion, and PartMismatch names the changed parts."""
+        from botocore.exceptions import ClientError
+
+        try:
+            await self.run(
+                self.client.complete_multipart_upload,
+                Bucket=self.bucket,
+                Key=key,
+                UploadId=upload_id,
+                MultipartUpload={
+                    "Parts": [{"PartNumber": p.number, "ETag": p.etag} for p in parts]
+                },
+            )
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") not in ("InvalidPart", "InvalidPartOrder"):
+                raise
+            now = {p.number: p.etag for p in await self.list_parts(key, upload_id)}
+            changed = [p.number for p in parts if now.get(p.number) != p.etag]
+            raise PartMismatch(changed or [p.number for p in parts]) from None
 
     async def abort_multipart(self, key: str, upload_id: str) -> None:
         from botocore.exceptions import ClientError

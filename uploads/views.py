@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import quote
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import PayloadEncodingError
 
 from core.errors import AppError, NotFound, TooLarge, UnsupportedMediaType
 from httpapi import keys
 from httpapi.api import Api, Ctx
 from uploads import review as review_service
+from uploads.common import log
 from uploads.intake import slot_open_at
 from uploads.models import (
     Checklist,
@@ -291,21 +293,51 @@ async def put_part(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > max_bytes:
         raise TooLarge("upload.too_large", size=request.content_length, limit=max_bytes)
     try:
-        size = await store.write_part(
+        part = await store.write_part(
             params["upload"], int(params["n"]), max_bytes, _limited(request, max_bytes)
         )
     except LinkError as e:
         raise _link_error(e) from None
-    return web.json_response({"size": size}, status=201, headers={"ETag": f'"{params["n"]}"'})
+    # The ETag is the part's MD5, quoted, as S3 answers it.
+    return web.json_response({"size": part.size}, status=201, headers={"ETag": part.etag})
+
+
+class UploadInterrupted(AppError):
+    """The client hung up before the whole body arrived: its doing, not a server error."""
+
+    status = 400
+    default_code = "upload.interrupted"
 
 
 async def _limited(request: web.Request, limit: int):  # type: ignore[no-untyped-def]
+    """The body in chunks, refused past `limit`, and refused if it ends before its declared
+    length: a client that hangs up may look like an early end of the body, or like a reset
+    connection. Either way the write is discarded and nothing is stored."""
     size = 0
-    async for chunk in request.content.iter_chunked(STREAM_CHUNK):
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge("upload.too_large", size=size, limit=limit)
-        yield chunk
+    declared = request.content_length
+    try:
+        async for chunk in request.content.iter_chunked(STREAM_CHUNK):
+            size += len(chunk)
+            if size > limit:
+                raise TooLarge("upload.too_large", size=size, limit=limit)
+            yield chunk
+    except (ConnectionError, ClientPayloadError, PayloadEncodingError) as e:
+        raise _interrupted(request, size, declared, type(e).__name__) from None
+    if declared is not None and size < declared:
+        raise _interrupted(request, size, declared, "early end of the body")
+
+
+def _interrupted(
+    request: web.Request, size: int, declared: int | None, how: str
+) -> UploadInterrupted:
+    log.info(
+        "upload aborted by the client (%s): %s after %d of %s bytes",
+        how,
+        request.path,
+        size,
+        declared if declared is not None else "?",
+    )
+    return UploadInterrupted()
 
 
 async def get_object(request: web.Request) -> web.StreamResponse:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import zlib
 from typing import Any
 
 import aiohttp
@@ -42,6 +44,34 @@ def heic(width: int = 320, height: int = 240) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", (width, height), "yellow").save(out, format="HEIF")
     return out.getvalue()
+
+
+def png_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A tiny PNG whose header declares a huge image (a decompression bomb's first bytes)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data)
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\x00" * 60_000, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def jpeg_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A real small JPEG whose frame header (SOF0) is changed to declare a huge image."""
+    raw = bytearray(jpeg(64, 48))
+    at = raw.index(b"\xff\xc0")
+    raw[at + 5 : at + 9] = struct.pack(">HH", height, width)
+    return bytes(raw)
+
+
+def heic_bomb(width: int = 20000, height: int = 20000) -> bytes:
+    """A real small HEIC whose image size property (ispe) is changed to declare a huge image."""
+    raw = bytearray(heic(64, 48))
+    at = raw.index(b"ispe")
+    raw[at + 8 : at + 16] = struct.pack(">II", width, height)
+    return bytes(raw)
 
 
 def pdf(pages: int = 1, padding: int = 0) -> bytes:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import os
 import urllib.parse
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -36,9 +38,13 @@ async def _put(url: str, data: bytes) -> int:
 
 
 async def _broken_request(
-    url: str, head: dict[str, str], method: str, body: bytes, sent: int
+    url: str, head: dict[str, str], method: str, body: bytes, sent: int, hangup: str = "reset"
 ) -> None:
-    """Announce `len(body)` bytes, send only `sent` of them, and hang up (a dropped network)."""
+    """Announce `len(body)` bytes, send only `sent` of them, and hang up (a dropped network).
+
+    "reset" aborts the connection (RST), "close" closes it cleanly (FIN), so the server sees
+    either a connection error or an early end of the body.
+    """
     u = urllib.parse.urlsplit(url)
     _reader, writer = await asyncio.open_connection(u.hostname, u.port)
     target = u.path + (f"?{u.query}" if u.query else "")
@@ -47,8 +53,34 @@ async def _broken_request(
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body[:sent])
     await writer.drain()
     await asyncio.sleep(0.3)
-    writer.transport.abort()
+    if hangup == "reset":
+        writer.transport.abort()
+    else:
+        writer.close()
+        await writer.wait_closed()
     await asyncio.sleep(0.3)
+
+
+async def _requests_counted(http: Any, base: str, route: str) -> dict[str, float]:
+    """Status -> count of the PUT requests /metrics has counted for one route."""
+    async with http.get(f"{base}/metrics") as r:
+        text_ = await r.text()
+    out: dict[str, float] = {}
+    for line in text_.splitlines():
+        if line.startswith("cloudwindow_http_requests_total{") and f'route="{route}"' in line:
+            if 'method="PUT"' in line:
+                status = line.split('status="')[1].split('"')[0]
+                out[status] = out.get(status, 0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+async def _wait_counted(http: Any, base: str, route: str) -> dict[str, float]:
+    for _ in range(50):
+        counted = await _requests_counted(http, base, route)
+        if counted:
+            return counted
+        await asyncio.sleep(0.1)
+    return {}
 
 
 async def test_a_large_pdf_in_parts_resumes_after_a_break(client: Any, as_user: Any) -> None:
@@ -153,6 +185,161 @@ async def test_an_upload_broken_half_way_leaves_nothing(client: Any, as_user: An
     assert r.status == 422 and (await r.json())["error"]["code"] == "upload.not_received"
     async with client.app[keys.DB].session() as s:
         assert (await s.exec(text("SELECT count(*) FROM material"))).one()[0] == 0  # type: ignore[call-overload]
+
+
+@pytest.fixture
+async def served(settings: Any) -> AsyncIterator[tuple[Any, str]]:
+    """The app served as `cloudwindow serve` serves it: a handler keeps running when its client
+    hangs up (the test client's server cancels it instead)."""
+    from aiohttp import web
+
+    from web.app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, handler_cancellation=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield app, f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+# S3 receives the bytes itself; only the local store has a PUT route.
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
+@pytest.mark.parametrize("hangup", ["reset", "close"])
+async def test_an_aborted_put_is_a_client_abort_not_a_server_error(
+    served: tuple[Any, str], storage: str, hangup: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import aiohttp
+
+    from tests.conftest import User
+
+    app, base = served
+    caplog.set_level(logging.INFO)
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
+        worker = User(http, base)
+        assert (await worker.login("worker")).status == 200
+        c = await open_case(worker)
+        store = app[MATERIALS].store
+        doc = pdf(padding=300_000)
+        form = await (
+            await slot(worker, c["case"]["id"], c["specs"][HUKOU], doc, "application/pdf")
+        ).json()
+        head = {"Content-Type": "application/pdf"}
+        await _broken_request(_abs(worker, form["url"]), head, "PUT", doc, len(doc) // 2, hangup)
+        mp = await (
+            await slot(
+                worker,
+                c["case"]["id"],
+                c["specs"][HUKOU],
+                b"",
+                "application/pdf",
+                size=PART + 10,
+                multipart=True,
+            )
+        ).json()
+        urls = await (
+            await worker.post(f"/api/v1/uploads/{mp['id']}/parts", json={"numbers": [1]})
+        ).json()
+        part = os.urandom(PART)
+        await _broken_request(_abs(worker, urls[0]["url"]), {}, "PUT", part, PART // 2, hangup)
+
+        # Counted as the client's doing (4xx), never as a server error.
+        for route in ("/api/v1/objects/put", "/api/v1/objects/part"):
+            counted = await _wait_counted(http, base, route)
+            assert counted and all(s.startswith("4") for s in counted), (route, counted)
+        # Logged as a client abort (info), with no error and no traceback.
+        loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert loud == [], [r.getMessage()[:300] for r in loud]
+        aborts = [r for r in caplog.records if "abort" in r.getMessage()]
+        assert len(aborts) == 2 and all(r.levelno == logging.INFO for r in aborts)
+        # Nothing is left: no temp file, no partial object, no part.
+        assert list(store.tmp.iterdir()) == []
+        assert await store.list_objects() == []
+        assert await (await worker.get(f"/api/v1/uploads/{mp['id']}/parts")).json() == []
+        r = await worker.post(f"/api/v1/uploads/{form['id']}/confirm")
+        assert r.status == 422 and (await r.json())["error"]["code"] == "upload.not_received"
+
+
+async def test_a_part_sent_again_and_broken_half_way_changes_nothing(
+    client: Any, as_user: Any
+) -> None:
+    worker = await as_user("worker")
+    c = await open_case(worker)
+    doc = pdf(padding=PART + 4321)  # two parts
+    digest = hashlib.sha256(doc).hexdigest()
+    s = await (
+        await slot(
+            worker, c["case"]["id"], c["specs"][HUKOU], doc, "application/pdf", multipart=True
+        )
+    ).json()
+    parts = [doc[:PART], doc[PART:]]
+    urls = await (
+        await worker.post(f"/api/v1/uploads/{s['id']}/parts", json={"numbers": [1, 2]})
+    ).json()
+    by_n = {u["number"]: _abs(worker, u["url"]) for u in urls}
+    assert await _put(by_n[1], parts[0]) in (200, 201)
+    assert await _put(by_n[2], parts[1]) in (200, 201)
+    before = await (await worker.get(f"/api/v1/uploads/{s['id']}/parts")).json()
+    assert [(p["number"], p["size"]) for p in before] == [(1, PART), (2, len(parts[1]))]
+
+    # Part 1 is sent again (other bytes: a client bug, a re-taken file) and breaks half way.
+    await _broken_request(by_n[1], {}, "PUT", os.urandom(PART), PART // 2)
+    after = await (await worker.get(f"/api/v1/uploads/{s['id']}/parts")).json()
+    assert after == before
+    done = await worker.post(f"/api/v1/uploads/{s['id']}/confirm")
+    assert done.status == 201, await done.text()
+    m = await done.json()
+    assert m["sha256"] == digest and m["size"] == len(doc)
+    assert await fetch_link(worker, m["id"]) == doc
+
+
+# S3 keeps the parts itself; the local store checks its own files.
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
+async def test_confirm_checks_each_part_against_what_was_received(
+    client: Any, as_user: Any, storage: str
+) -> None:
+    worker = await as_user("worker")
+    c = await open_case(worker)
+    doc = pdf(padding=PART + 999)
+    digest = hashlib.sha256(doc).hexdigest()
+    s = await (
+        await slot(
+            worker, c["case"]["id"], c["specs"][HUKOU], doc, "application/pdf", multipart=True
+        )
+    ).json()
+    parts = [doc[:PART], doc[PART:]]
+    urls = await (
+        await worker.post(f"/api/v1/uploads/{s['id']}/parts", json={"numbers": [1, 2]})
+    ).json()
+    by_n = {u["number"]: _abs(worker, u["url"]) for u in urls}
+    for n in (1, 2):
+        assert await _put(by_n[n], parts[n - 1]) in (200, 201)
+    # The bytes of part 1 change on disk after they were received (a bad disk, a stray write).
+    store = client.app[MATERIALS].store
+    async with client.app[keys.DB].session() as db:
+        upload_id = (await db.get(UploadSlot, s["id"])).multipart_id  # type: ignore[union-attr]
+    d = store.part_dir(upload_id)
+    for f in d.iterdir():
+        if f.name == "data" or f.name.startswith("00001-"):
+            with f.open("r+b") as fh:
+                fh.seek(100)
+                fh.write(b"!")
+
+    bad = await worker.post(f"/api/v1/uploads/{s['id']}/confirm")
+    assert bad.status == 422, await bad.text()
+    err = (await bad.json())["error"]
+    assert err["code"] == "upload.part_mismatch" and "1" in err["message"]
+    # The slot stays open, the bad part is dropped, and sending it again completes the upload.
+    have = await (await worker.get(f"/api/v1/uploads/{s['id']}/parts")).json()
+    assert [p["number"] for p in have] == [2]
+    assert await _put(by_n[1], parts[0]) in (200, 201)
+    done = await worker.post(f"/api/v1/uploads/{s['id']}/confirm")
+    assert done.status == 201, await done.text()
+    assert (await done.json())["sha256"] == digest
 
 
 async def test_reuse_an_earlier_id_card_only_with_consent(client: Any, as_user: Any) -> None:

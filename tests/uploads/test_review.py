@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from tests.uploads.helpers import call_for_case, jpeg, pdf, upload
 
 ID_CARD = "申请人身份证"
@@ -135,3 +137,63 @@ async def test_only_a_clerk_of_the_case_reviews(sock: Any, as_user: Any) -> None
     checklist = await (await worker.user.get(f"/api/v1/cases/{env['case_id']}/checklist")).json()
     item = next(i for i in checklist["items"] if i["name"] == ID_CARD)
     assert item["materials"][0]["status"] == "pending"
+
+
+def test_a_material_awaiting_review_is_not_done() -> None:
+    from uploads.checklist import item_state
+    from uploads.models import ItemState, Material, MaterialStatus
+
+    def m(status: MaterialStatus) -> Material:
+        return Material(status=status)
+
+    accepted, pending = m(MaterialStatus.accepted), m(MaterialStatus.pending)
+    rejected = m(MaterialStatus.rejected)
+    assert item_state([accepted], False) == (ItemState.accepted, "")
+    assert item_state([pending], False)[0] is ItemState.uploaded
+    assert item_state([accepted, pending], False)[0] is ItemState.uploaded
+    assert item_state([pending], True)[0] is ItemState.uploaded
+    assert item_state([rejected, pending], False)[0] is ItemState.uploaded
+    assert item_state([m(MaterialStatus.superseded)], False)[0] is ItemState.missing
+
+
+# The checklist reads only the database: one object store is enough.
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
+async def test_completion_is_refused_while_a_material_awaits_review(
+    client: Any, as_user: Any, storage: str
+) -> None:
+    from core.errors import Invalid
+    from core.models import Case
+    from httpapi import keys
+    from tests.uploads.helpers import open_case
+    from uploads.checklist import require_complete
+
+    worker, clerk = await as_user("worker"), await as_user("clerk")
+    c = await open_case(worker)
+    case_id = c["case"]["id"]
+    waiting = None
+    for name in (ID_CARD, HUKOU, PROOF):
+        made = await upload(worker, case_id, c["specs"][name], jpeg(64, 48), "image/jpeg")
+        if name == HUKOU:
+            waiting = made  # uploaded, never reviewed
+            continue
+        r = await clerk.post(f"/api/v1/materials/{made['id']}/review", json={"decision": "accept"})
+        assert r.status == 200, await r.text()
+    assert waiting is not None and waiting["status"] == "pending"
+
+    db = client.app[keys.DB]
+    async with db.session() as s:
+        case = await s.get(Case, case_id)
+        assert case is not None
+        with pytest.raises(Invalid) as refused:
+            await require_complete(s, case)
+    err = refused.value
+    assert err.code == "case.materials_incomplete"
+    assert err.details == [{"spec_id": c["specs"][HUKOU], "name": HUKOU, "state": "uploaded"}]
+    assert HUKOU in err.message("zh")
+
+    ok = await clerk.post(f"/api/v1/materials/{waiting['id']}/review", json={"decision": "accept"})
+    assert ok.status == 200
+    async with db.session() as s:
+        case = await s.get(Case, case_id)
+        assert case is not None
+        await require_complete(s, case)  # every required line accepted: it passes

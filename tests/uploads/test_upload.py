@@ -16,10 +16,13 @@ from tests.uploads.helpers import (
     EXECUTABLE,
     fetch_link,
     heic,
+    heic_bomb,
     jpeg,
+    jpeg_bomb,
     open_case,
     pdf,
     png,
+    png_bomb,
     send,
     slot,
     upload,
@@ -209,7 +212,7 @@ async def test_confirming_twice_or_without_an_upload(client: Any, as_user: Any) 
 
 
 async def test_the_upload_link_cannot_overwrite_a_confirmed_document(
-    client: Any, as_user: Any
+    client: Any, as_user: Any, storage: str
 ) -> None:
     worker = await as_user("worker")
     c = await open_case(worker)
@@ -218,14 +221,73 @@ async def test_the_upload_link_cannot_overwrite_a_confirmed_document(
     form = await r.json()
     await send(worker, form, doc, "application/pdf")
     m = await (await worker.post(f"/api/v1/uploads/{form['id']}/confirm")).json()
+    kept = await _objects(client)
     # The same (still unexpired) link again, with other bytes of the same size:
     forged = doc[:-8] + b"%%FORGED"
     status = await send(worker, form, forged, "application/pdf")
     assert await fetch_link(worker, m["id"]) == doc  # what was checked is what is kept
-    if status in (200, 201, 204):  # S3 accepts the POST; the object lands on a dead key
+    if storage == "local":
+        # Our own PUT route refuses a link whose slot is spent, and stores nothing.
+        assert status == 410
+        assert await _objects(client) == kept
+    else:
+        # A presigned POST cannot be revoked: S3 accepts it, and the object lands on the
+        # slot's dead key, which nothing refers to; the sweep removes it.
+        assert status in (200, 201, 204)
+        assert await _objects(client) == kept | {await _slot_key(client, form["id"])}
         report = await client.app[MATERIALS].sweep(_later(client))
         assert report.orphans == 1
+        assert await _objects(client) == kept
     assert await fetch_link(worker, m["id"]) == doc
+    # Confirming the same upload again is refused on both stores, and adds nothing.
+    again = await worker.post(f"/api/v1/uploads/{form['id']}/confirm")
+    assert again.status == 409 and (await again.json())["error"]["code"] == "upload.state"
+    assert await _rows(client, "material") == 1
+
+
+async def _slot_key(client: Any, slot_id: int) -> str:
+    from sqlalchemy import text
+
+    async with client.app[keys.DB].session() as s:
+        q = text("SELECT key FROM upload_slot WHERE id = :id").bindparams(id=slot_id)
+        return (await s.exec(q)).one()[0]  # type: ignore[call-overload]
+
+
+async def _slot_state(client: Any, slot_id: int) -> tuple[str, str]:
+    from sqlalchemy import text
+
+    async with client.app[keys.DB].session() as s:
+        q = text("SELECT state, error FROM upload_slot WHERE id = :id").bindparams(id=slot_id)
+        row = (await s.exec(q)).one()  # type: ignore[call-overload]
+        return row[0], row[1]
+
+
+async def test_a_photo_declaring_too_many_pixels_is_refused_before_decoding(
+    client: Any, as_user: Any
+) -> None:
+    worker = await as_user("worker")
+    c = await open_case(worker)
+    limit = client.app[keys.SETTINGS].image_max_pixels
+    for content_type, bomb in [
+        ("image/png", png_bomb()),
+        ("image/jpeg", jpeg_bomb()),
+        ("image/heic", heic_bomb()),
+    ]:
+        r = await slot(worker, c["case"]["id"], c["specs"][ID_CARD], bomb, content_type)
+        assert r.status == 201, await r.text()
+        form = await r.json()
+        assert await send(worker, form, bomb, content_type) in (200, 201, 204)
+        bad = await worker.post(f"/api/v1/uploads/{form['id']}/confirm")
+        assert bad.status == 422, (content_type, await bad.text())
+        err = (await bad.json())["error"]
+        assert err["code"] == "upload.image_too_large", content_type
+        assert str(limit) in err["message"]
+        # The refusal is kept: the slot is spent, and nothing is stored.
+        assert await _slot_state(client, form["id"]) == ("failed", "upload.image_too_large")
+        again = await worker.post(f"/api/v1/uploads/{form['id']}/confirm")
+        assert again.status == 409
+        assert await _objects(client) == set()
+    assert await _rows(client, "material") == 0
 
 
 def _later(client: Any) -> Any:
