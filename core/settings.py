@@ -155,6 +155,13 @@ class Settings(BaseModel):
         gt=0,
         description="How often each node checks for unanswered tickets and dropped calls.",
     )
+    shutdown_drain_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="On SIGTERM a node tells its clients to reconnect elsewhere and finishes "
+        "the events in flight within this time, then stops.",
+    )
 
     # -- materials and object storage
     storage_backend: str = Field(

@@ -159,3 +159,12 @@ class ExpertInviteClosed(SignalingEvent):
     name = "expert:invite_closed"
     invite_id: int
     accepted_by: str
+
+
+# -- this node
+
+
+class ServerDraining(SignalingEvent):
+    """This node is stopping: the socket closes next; reconnect (to any node) and state:sync."""
+
+    name = "server:draining"

@@ -6,12 +6,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from signaling.models import Outcome, PresenceStatus
+from core.inputs import MAX_ID, Id
+from signaling.models import PresenceStatus
 
-MAX_ID = 2**31 - 1
 # An SDP for audio + video + screen share is 5-15 KB; anything over 64 KB is not a real offer.
 MAX_SDP_BYTES = 65_536
-Id = Field(ge=1, le=MAX_ID)
 
 
 class Payload(BaseModel):
@@ -28,44 +27,49 @@ class PresenceSet(Payload):
 
 
 class LineWatch(Payload):
-    line_ids: list[int] = Field(max_length=100)
+    line_ids: list[Id] = Field(max_length=100)
 
 
 class TicketTake(Payload):
-    line_id: int = Id
+    line_id: Id
     item_code: str = Field(min_length=1, max_length=32)
-    site_id: int = Id
-    resident_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    site_id: Id
+    resident_id: Id | None = None
     # Consent is recorded as given: only a JSON true counts, never "yes" or 1.
     consent: StrictBool
     bundle_code: str | None = Field(default=None, max_length=32)
-    appointment_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    appointment_id: Id | None = None
     note: str = Field(default="", max_length=500)
 
 
 class TicketRef(Payload):
-    ticket_id: int = Id
+    ticket_id: Id
 
 
 class TicketTransfer(Payload):
-    ticket_id: int = Id
-    line_id: int = Id
+    ticket_id: Id
+    line_id: Id
     reason: str = Field(default="", max_length=200)
 
 
+# How ticket:finish may close a case; a transfer is ticket:transfer (Outcome keeps
+# `transferred` for the rows it writes).
+FinishOutcome = Literal["completed", "accepted", "returned"]
+
+
 class TicketFinish(Payload):
-    ticket_id: int = Id
-    outcome: Outcome
+    ticket_id: Id
+    outcome: FinishOutcome
     reason: str = Field(default="", max_length=500)
     note: str = Field(default="", max_length=1000)
 
 
 class CallRef(Payload):
-    call_id: int = Id
+    call_id: Id
 
 
 class CallRejoin(Payload):
-    call_id: int = Id
+    call_id: Id
     resume_token: str = Field(min_length=8, max_length=100)
 
 
@@ -79,8 +83,8 @@ class IceCandidate(Payload):
 class CallSignal(Payload):
     """SDP or a trickled ICE candidate for one other participant of the call."""
 
-    call_id: int = Id
-    to: int = Id
+    call_id: Id
+    to: Id
     kind: Literal["offer", "answer", "candidate", "end_of_candidates"]
     sdp: str | None = Field(default=None, max_length=MAX_SDP_BYTES)
     candidate: IceCandidate | None = None
@@ -95,27 +99,27 @@ class CallSignal(Payload):
 
 
 class CallState(Payload):
-    call_id: int = Id
+    call_id: Id
     state: Literal["connected", "first_media", "reconnecting"]
 
 
 class CallStats(Payload):
     """A client's periodic summary of its getStats() figures for the call."""
 
-    call_id: int = Id
+    call_id: Id
     rtt_ms: float | None = Field(default=None, ge=0, le=60_000)
     jitter_ms: float | None = Field(default=None, ge=0, le=60_000)
     packet_loss_pct: float | None = Field(default=None, ge=0, le=100)
     bitrate_kbps: float | None = Field(default=None, ge=0, le=1_000_000)
     fps: float | None = Field(default=None, ge=0, le=240)
-    frames_decoded: int | None = Field(default=None, ge=0)
+    frames_decoded: int | None = Field(default=None, ge=0, le=MAX_ID)
     candidate_type: Literal["host", "srflx", "prflx", "relay"] | None = None
 
 
 class CallTrack(Payload):
     """Labels a media stream for the others: the camera, or a shared screen."""
 
-    call_id: int = Id
+    call_id: Id
     stream_id: str = Field(min_length=1, max_length=100)
     kind: Literal["camera", "screen"]
     active: StrictBool
@@ -124,7 +128,7 @@ class CallTrack(Payload):
 class RecorderOffer(Payload):
     """My send-only offer to the node's recorder peer (complete: ICE gathered, no trickle)."""
 
-    call_id: int = Id
+    call_id: Id
     sdp: str = Field(min_length=10, max_length=MAX_SDP_BYTES)
 
     @field_validator("sdp")
@@ -138,14 +142,14 @@ class RecorderOffer(Payload):
 
 
 class SnapshotIn(Payload):
-    call_id: int = Id
-    participant_id: int = Id
+    call_id: Id
+    participant_id: Id
 
 
 class ExpertInviteIn(Payload):
-    call_id: int = Id
+    call_id: Id
     skill: str = Field(min_length=1, max_length=50)
 
 
 class InviteRef(Payload):
-    invite_id: int = Id
+    invite_id: Id

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
-from sqlmodel import col
+from sqlalchemy import delete, update
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core.db import utcnow
+from core.models import StaffLine
 from signaling.models import Presence, PresenceStatus
 
 
@@ -42,3 +43,15 @@ async def refresh_presence(*, session: AsyncSession, node_id: str, staff_ids: se
             .where(col(Presence.node_id) == node_id, col(Presence.staff_id).in_(staff_ids))
             .values(updated_at=utcnow())
         )
+
+
+async def drop_node(*, session: AsyncSession, node_id: str) -> set[int]:
+    """Forget every presence row of a node that is gone; the lines whose counts changed."""
+    staff = set(
+        (await session.exec(select(Presence.staff_id).where(Presence.node_id == node_id))).all()
+    )
+    if not staff:
+        return set()
+    await session.exec(delete(Presence).where(col(Presence.node_id) == node_id))  # type: ignore[call-overload]
+    lines = await session.exec(select(StaffLine.line_id).where(col(StaffLine.staff_id).in_(staff)))
+    return set(lines.all())

@@ -29,25 +29,25 @@ from core.access import Principal, authorize
 from core.db import Database, keep_refusals
 from core.errors import AppError, Forbidden, Unauthenticated
 from core.events import Audience, AudienceKind, Delivery, Event
+from core.inputs import check
 from core.models import Role
 from core.settings import Settings
 from signaling import calls, presence, queue, sweeps
-from signaling.events import LineStatusChanged, TicketUpdated
+from signaling.events import LineStatusChanged, ServerDraining, TicketUpdated
 from signaling.handlers import EVENTS
 from signaling.handlers.spec import EventSpec
 from signaling.models import CallJoin, PresenceStatus
 from signaling.outbox import Outbox
 from signaling.payloads import MAX_SDP_BYTES
 from signaling.ports import RecorderPort, SnapshotSink
-from signaling.registry import CallRegistry, MemoryRegistry, RedisRegistry
+from signaling.registry import CallRegistry, Held, MemoryRegistry, RedisRegistry
+from signaling.wire import WireServer
 
 log = logging.getLogger("cloudwindow.signaling")
 
 # Queue positions are pushed at most this often per line: a burst of "call next" on a long
 # queue becomes one update per holder, not one per change.
 PUSH_INTERVAL_S = 0.25
-# Shutdown waits this long for event handlers that are still writing.
-SHUTDOWN_WAIT_S = 5.0
 # A connection this far over its event budget is cut off rather than answered.
 FLOOD_FACTOR = 4
 ROLES_WITH_PRESENCE = (Role.clerk, Role.expert)
@@ -55,24 +55,30 @@ ROLES_WITH_PRESENCE = (Role.clerk, Role.expert)
 
 @dataclass
 class Bucket:
-    """Token bucket: `rate` events per second sustained, `burst` at once."""
+    """Token bucket: `rate` events per second sustained, `burst` at once.
+
+    `refused` counts refusals and drains at the same rate as tokens come back, so a client a
+    little over the rate never piles up refusals, while a flood does even though a token
+    trickles back between its events.
+    """
 
     rate: float
     burst: float
     tokens: float = 0.0
     stamp: float = field(default_factory=time.monotonic)
-    refused: int = 0
+    refused: float = 0.0
 
     def __post_init__(self) -> None:
         self.tokens = self.burst
 
     def take(self) -> bool:
         now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        gained = (now - self.stamp) * self.rate
+        self.tokens = min(self.burst, self.tokens + gained)
+        self.refused = max(0.0, self.refused - gained)
         self.stamp = now
         if self.tokens >= 1:
             self.tokens -= 1
-            self.refused = 0
             return True
         self.refused += 1
         return False
@@ -84,6 +90,7 @@ class Conn:
     bucket: Bucket
     calls: dict[int, int] = field(default_factory=dict)  # call id -> my participant id
     generations: dict[int, int] = field(default_factory=dict)  # call id -> my generation
+    cut: bool = False  # being disconnected for flooding
 
 
 def ok(data: Any = None) -> dict[str, Any]:
@@ -94,6 +101,12 @@ def ok(data: Any = None) -> dict[str, Any]:
 
 def fail(err: AppError) -> dict[str, Any]:
     return {"ok": False, "error": err.to_dict("zh") | {"message_en": err.message("en")}}
+
+
+def refusal(err: AppError) -> socketio.exceptions.ConnectionRefusedError:
+    """A refused connection: a client sees err.message, and err.data as {code, message}."""
+    data = err.to_dict("zh") | {"message_en": err.message("en")}
+    return socketio.exceptions.ConnectionRefusedError(data["message"], data)
 
 
 def default_node_id() -> str:
@@ -119,7 +132,8 @@ class Signaling:
             manager = socketio.AsyncRedisManager(
                 settings.redis_url, channel=f"{settings.redis_namespace}:socketio"
             )
-        self.sio = socketio.AsyncServer(
+        self.sio = WireServer(
+            refuse=lambda name: fail(AppError("socket.unknown_event", event=str(name)[:64])),
             async_mode="aiohttp",
             client_manager=manager,
             cors_allowed_origins=sorted(settings.origins) or None,
@@ -147,6 +161,7 @@ class Signaling:
         self.materials: SnapshotSink | None = None
         # Handlers running now; shutdown waits for them so their writes are not lost.
         self.inflight: set[asyncio.Task[Any]] = set()
+        self.drain_deadline: float | None = None  # loop time by which draining must end
         self.sio.on("connect", self.on_connect)
         self.sio.on("disconnect", self.on_disconnect)
         for spec in EVENTS.values():
@@ -165,6 +180,7 @@ class Signaling:
         self.recordings, self.materials = recorder, snapshots
 
     async def start(self) -> None:
+        await self.registry.renew_lease(self.node_id, self.settings.presence_ttl_seconds)
         self.tasks = [
             asyncio.create_task(self._loop(self.settings.sweep_interval_seconds, self.sweep)),
             asyncio.create_task(self._loop(PUSH_INTERVAL_S, self.push_changed_lines)),
@@ -179,17 +195,53 @@ class Signaling:
             self.inflight.add(task)
             task.add_done_callback(self.inflight.discard)
 
+    async def drain(self) -> None:
+        """Within the drain bound: refuse new sockets, tell clients, finish events, close."""
+        loop = asyncio.get_running_loop()
+        self.drain_deadline = loop.time() + self.settings.shutdown_drain_seconds
+        self.sio.accepting = False
+        await self.sio.emit(ServerDraining.name, ServerDraining().payload(), ignore_queue=True)
+        await self._wait_inflight()
+        # Closing the engine.io session without a socket.io disconnect packet: a client takes
+        # it as a lost connection and reconnects by itself, with its own backoff and jitter.
+        # Each close runs the disconnect handler first (the grace period of its calls starts).
+        eio_sids = [self.sio.manager.eio_sid_from_sid(sid, "/") for sid in list(self.conns)]
+        eio_sids = [e for e in eio_sids if e]
+        requests = [self.sio.environ.get(e, {}).get("aiohttp.request") for e in eio_sids]
+        closing = [asyncio.ensure_future(self.sio.eio.disconnect(e)) for e in eio_sids]
+        if closing:
+            await asyncio.wait(closing, timeout=self._remaining())
+        await self._wait_inflight()
+        # A client that does not close its end (gone, or slow) would hold the shutdown until
+        # its ping timeout: whatever is still open at the bound is cut.
+        open_requests = [r for r in requests if r is not None and not r.task.done()]
+        if open_requests:
+            await asyncio.wait([r.task for r in open_requests], timeout=self._remaining())
+        for r in open_requests:
+            if not r.task.done() and r.transport is not None:
+                r.transport.abort()
+
+    def _remaining(self) -> float:
+        if self.drain_deadline is None:
+            return self.settings.shutdown_drain_seconds
+        return max(0.0, self.drain_deadline - asyncio.get_running_loop().time())
+
+    async def _wait_inflight(self) -> None:
+        """Wait for the event handlers still writing, at most until the drain bound."""
+        if self.inflight:
+            await asyncio.wait(set(self.inflight), timeout=self._remaining())
+
     async def stop(self) -> None:
         for t in self.tasks:
             t.cancel()
         for t in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
-        if self.inflight:
-            await asyncio.wait(set(self.inflight), timeout=SHUTDOWN_WAIT_S)
+        await self._wait_inflight()
         for sid in list(self.conns):
             with contextlib.suppress(Exception):
                 await self.sio.disconnect(sid)
+        await self.registry.end_lease(self.node_id)
         await self.registry.close()
         manager = self.sio.manager
         if isinstance(manager, socketio.AsyncRedisManager):
@@ -249,13 +301,13 @@ class Signaling:
         staff_cookie = cookie.get(self.settings.session_cookie_name)
         resident_cookie = cookie.get(resident_auth.RESIDENT_COOKIE)
         if staff_cookie is None and resident_cookie is None:
-            raise socketio.exceptions.ConnectionRefusedError(Unauthenticated().to_dict())
+            raise refusal(Unauthenticated())
         async with self.db.session() as session:
             try:
                 async with keep_refusals(session):
                     principal = await self._authenticate(session, staff_cookie, resident_cookie)
             except Unauthenticated as e:
-                raise socketio.exceptions.ConnectionRefusedError(e.to_dict()) from None
+                raise refusal(e) from None
             if principal.role in ROLES_WITH_PRESENCE:
                 await presence.set_presence(
                     session=session,
@@ -292,7 +344,8 @@ class Signaling:
             return  # nothing to record: no database work for an idle socket going away
         outbox = Outbox()
         async with self.db.session() as session:
-            for call_id, pid in conn.calls.items():
+            # A handler still running for this socket may join or leave a call meanwhile.
+            for call_id, pid in list(conn.calls.items()):
                 await calls.disconnected(
                     session=session,
                     outbox=outbox,
@@ -307,6 +360,8 @@ class Signaling:
                 outbox.lines.update(me.line_ids)
             await session.commit()
         await self.flush(outbox)
+        for call_id, pid in list(conn.calls.items()):
+            await self.registry.release(self.node_id, call_id, pid)
 
     async def on_unknown(self, event: str, sid: str, *_args: Any) -> dict[str, Any]:
         return fail(AppError("socket.unknown_event", event=str(event)[:64]))
@@ -320,7 +375,9 @@ class Signaling:
             if conn is None:
                 return fail(Unauthenticated())
             if not conn.bucket.take():
-                if conn.bucket.refused > FLOOD_FACTOR * self.settings.socket_event_burst:
+                flooding = conn.bucket.refused > FLOOD_FACTOR * self.settings.socket_event_burst
+                if flooding and not conn.cut:
+                    conn.cut = True
                     log.warning(
                         "disconnecting a flooding socket of staff %s", conn.principal.staff_id
                     )
@@ -329,7 +386,10 @@ class Signaling:
                     )
                 return fail(AppError("rate_limited", retry_after=1))
             try:
+                check(data)
                 payload = spec.payload.model_validate(data if data is not None else {})
+            except AppError as e:
+                return fail(e)
             except ValidationError as e:
                 return fail(AppError("validation", details=_details(e)))
             try:
@@ -386,14 +446,21 @@ class Signaling:
             join.recording = policy.model_dump()
         conn.calls[join.call_id] = join.participant_id
         conn.generations[join.call_id] = join.generation
+        await self.registry.hold(self.node_id, join.call_id, join.participant_id, join.generation)
         await self.enter(
             sid, Audience.call(join.call_id), Audience.participant(join.participant_id)
         )
 
+    async def forget_call(self, conn: Conn, call_id: int) -> None:
+        """This socket is no longer in the call (it left, or the call is gone)."""
+        pid = conn.calls.pop(call_id, None)
+        if pid is not None:
+            await self.registry.release(self.node_id, call_id, pid)
+
     async def my_pid(self, conn: Conn, call_id: int) -> int:
         pid = conn.calls.get(call_id)
         if pid is None or not await self.registry.has(call_id, pid):
-            conn.calls.pop(call_id, None)
+            await self.forget_call(conn, call_id)
             raise Forbidden("call.not_participant")
         return pid
 
@@ -470,6 +537,7 @@ class Signaling:
             self.last_pushed.pop(tid, None)
 
     async def sweep(self) -> None:
+        await self.sweep_dead_nodes()
         await self.run(
             lambda s, o: sweeps.sweep_unanswered(session=s, settings=self.settings, outbox=o)
         )
@@ -477,7 +545,28 @@ class Signaling:
             lambda s, o: sweeps.sweep_dropped(session=s, settings=self.settings, outbox=o)
         )
 
+    async def sweep_dead_nodes(self) -> None:
+        """Nodes whose lease expired: their participants drop (then leave), presence goes."""
+        for node, held in (await self.registry.claim_dead(self.node_id)).items():
+            log.warning("node %s stopped renewing its lease; %d participants", node, len(held))
+
+            async def work(
+                session: AsyncSession, outbox: Outbox, node: str = node, held: list[Held] = held
+            ) -> None:
+                for call_id, pid, generation in held:
+                    await calls.disconnected(
+                        session=session,
+                        outbox=outbox,
+                        call_id=call_id,
+                        pid=pid,
+                        generation=generation,
+                    )
+                outbox.lines.update(await presence.drop_node(session=session, node_id=node))
+
+            await self.run(work)
+
     async def refresh_presence(self) -> None:
+        await self.registry.renew_lease(self.node_id, self.settings.presence_ttl_seconds)
         here = set(self.presence_sockets)
         if here:
             async with self.db.session() as session:

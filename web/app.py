@@ -73,6 +73,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_secrets)
     app.cleanup_ctx.append(_signaling)
+    app.on_shutdown.append(_drain_signaling)
     app.cleanup_ctx.append(_materials)
     app.cleanup_ctx.append(_supervision)
     app.router.add_get("/healthz", healthz)
@@ -93,6 +94,11 @@ async def _signaling(app: web.Application) -> AsyncIterator[None]:
     await app[signaling_views.SIGNALING].start()
     yield
     await app[signaling_views.SIGNALING].stop()
+
+
+async def _drain_signaling(app: web.Application) -> None:
+    """On shutdown, before aiohttp waits for open connections: sockets move to other nodes."""
+    await app[signaling_views.SIGNALING].drain()
 
 
 async def _materials(app: web.Application) -> AsyncIterator[None]:

@@ -33,7 +33,7 @@ async def h_rejoin(sg: Signaling, sid: str, conn: Conn, p: pl.CallRejoin) -> Any
 async def h_leave(sg: Signaling, sid: str, conn: Conn, p: pl.CallRef) -> Any:
     pid = await sg.my_pid(conn, p.call_id)
     await sg.run(lambda s, o: calls.leave(session=s, outbox=o, call_id=p.call_id, pid=pid))
-    conn.calls.pop(p.call_id, None)
+    await sg.forget_call(conn, p.call_id)
     await sg.leave(sid, Audience.call(p.call_id), Audience.participant(pid))
     return {"call_id": p.call_id}
 

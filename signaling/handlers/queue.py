@@ -10,7 +10,7 @@ from signaling import flows, queue
 from signaling import payloads as pl
 from signaling.events import TicketUpdated
 from signaling.handlers.spec import SERVE_ERRORS, TICKET_ERRORS, EventSpec
-from signaling.models import Ticket, id_of
+from signaling.models import Outcome, Ticket, id_of
 from signaling.outbox import Outbox
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ async def h_finish(sg: Signaling, sid: str, conn: Conn, p: pl.TicketFinish) -> A
             principal=conn.principal,
             outbox=o,
             ticket_id=p.ticket_id,
-            outcome=p.outcome,
+            outcome=Outcome(p.outcome),
             reason=p.reason,
             note=p.note,
         )
@@ -219,6 +219,6 @@ EVENTS = (
         "Close the case: completed, accepted (back office) or returned (reason).",
         h_finish,
         "{ticket_id, status, outcome}",
-        (*SERVE_ERRORS, "ticket.reason_required"),
+        (*SERVE_ERRORS, "ticket.reason_required", "case.materials_incomplete"),
     ),
 )

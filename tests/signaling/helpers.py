@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import socketio
 from yarl import URL
 
@@ -97,3 +99,67 @@ def take_payload(setup: dict[str, Any], resident_id: int | None, **kw: Any) -> d
         "consent": True,
         **kw,
     }
+
+
+class RawSocket:
+    """A bare websocket speaking socket.io's wire format: sends exactly the frames given."""
+
+    def __init__(self, base: str, cookie: str = "") -> None:
+        self.base = base
+        self.cookie = cookie
+        self.http = aiohttp.ClientSession()
+        self.ws: aiohttp.ClientWebSocketResponse | None = None
+        self.next_id = 0
+
+    async def open(self) -> RawSocket:
+        """The engine.io handshake only: no socket.io namespace joined yet."""
+        url = f"{self.base}/socket.io/?EIO=4&transport=websocket"
+        headers = {"Cookie": self.cookie} if self.cookie else {}
+        self.ws = await self.http.ws_connect(url, headers=headers)
+        assert (await self.frame()).startswith("0")
+        return self
+
+    async def connect(self) -> RawSocket:
+        """Open and join the default namespace, as a socket.io client does."""
+        await self.open()
+        await self.send("40")
+        reply = await self.frame()
+        assert reply.startswith("40"), reply
+        return self
+
+    async def send(self, frame: str) -> None:
+        assert self.ws is not None
+        await self.ws.send_str(frame)
+
+    async def frame(self, within: float = 10) -> str:
+        """The next text frame; answers the server's pings on the way."""
+        assert self.ws is not None
+        while True:
+            msg = await self.ws.receive(timeout=within)
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                return ""  # closed
+            if msg.data == "2":
+                await self.ws.send_str("3")
+                continue
+            return str(msg.data)
+
+    async def call(self, event: str, *args: Any) -> Any:
+        """Emit `event` with an ack id and return the ack's first argument."""
+        self.next_id += 1
+        ack_id = self.next_id
+        await self.send(f"42{ack_id}" + json.dumps([event, *args], separators=(",", ":")))
+        while True:
+            frame = await self.frame()
+            assert frame, "closed before the ack"
+            if frame.startswith(f"43{ack_id}["):
+                return json.loads(frame[len(f"43{ack_id}") :])[0]
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        await self.http.close()
+
+
+def cookie_of(user: User) -> str:
+    jar = user.http.cookie_jar.filter_cookies(URL(user.base))
+    return "; ".join(f"{k}={v.value}" for k, v in jar.items())

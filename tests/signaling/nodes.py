@@ -31,6 +31,7 @@ class Node:
         self.log = log_dir / f"{name}.log"
         self.env = {**env, "CLOUDWINDOW_PORT": str(self.port), "CLOUDWINDOW_NODE_ID": name}
         self.proc: subprocess.Popen[bytes] | None = None
+        self.killed = False  # killed on purpose: its log may end anywhere
 
     def start(self) -> None:
         with open(self.log, "wb") as out:
@@ -57,13 +58,41 @@ class Node:
                 await asyncio.sleep(0.1)
         raise TimeoutError(f"{self.name} not ready: {self.log.read_text()[-2000:]}")
 
-    def stop(self) -> None:
+    def kill(self) -> None:
+        """SIGKILL, as a crashed machine: nothing is drained or closed."""
+        self.killed = True
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self, check: bool = True) -> None:
+        """SIGTERM and wait; then fail if the server logged a traceback (unless killed)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(10)
+        if check:
+            self.assert_no_tracebacks()
+
+    def tracebacks(self) -> list[str]:
+        """Tracebacks in the server's log, text or JSON lines, with a few lines around them."""
+        if self.killed or not self.log.exists():
+            return []
+        lines = self.log.read_text(errors="replace").splitlines()
+        return [
+            "\n".join(lines[max(0, i - 2) : i + 12])
+            for i, line in enumerate(lines)
+            if "Traceback (most recent call last)" in line or '"exc":' in line
+        ]
+
+    def assert_no_tracebacks(self) -> None:
+        found = self.tracebacks()
+        assert not found, f"{self.name} logged {len(found)} traceback(s):\n" + "\n---\n".join(
+            found[:3]
+        )
 
 
 def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
@@ -81,11 +110,12 @@ def server_env(data_dir: Path, **settings: str) -> dict[str, str]:
     return env
 
 
-def cluster_env(db_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
+def cluster_env(db_url: str, redis_url: str, data_dir: Path, **settings: str) -> dict[str, str]:
     return server_env(
         data_dir,
         database_url=db_url,
         redis_url=redis_url,
         # Each test its own Redis keys and channel, so parallel runs never cross.
         redis_namespace=f"cwtest-{uuid.uuid4().hex[:8]}",
+        **settings,
     )

@@ -4,10 +4,9 @@ keeps working, and nothing in the queue or the cases changes."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-import aiohttp
 import pytest
 import socketio
 from sqlalchemy import func
@@ -18,9 +17,7 @@ from core.models import Case, CaseEvent
 from core.settings import Settings
 from signaling.models import Ticket
 from signaling.payloads import MAX_SDP_BYTES
-from tests.conftest import DEMO_PASSWORD, User
 from tests.signaling.helpers import Sock, gaoqiao_setup, take_payload
-from web.app import create_app
 
 # -- helpers
 
@@ -84,35 +81,6 @@ async def raw_call(s: Sock, event: str, data: Any) -> Any:
     """Send exactly `data` (a string, a list, None...), unlike Sock.call which sends {}."""
     args = (data,) if data is not None else None
     return await s.client.call(event, args, timeout=10)
-
-
-@pytest.fixture
-async def node(
-    settings: Settings, aiohttp_client: Any
-) -> AsyncIterator[Callable[[Settings], Awaitable[tuple[str, Callable[..., Awaitable[Any]]]]]]:
-    """node(custom settings) -> (base url, login(username) -> User) on a fresh app.
-
-    Takes the `settings` fixture so the test database outlives the apps started here.
-    """
-    sessions: list[aiohttp.ClientSession] = []
-
-    async def start(settings: Settings) -> tuple[str, Callable[..., Awaitable[Any]]]:
-        tc = await aiohttp_client(create_app(settings))
-        base = str(tc.make_url("")).rstrip("/")
-
-        async def login(username: str) -> User:
-            http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
-            sessions.append(http)
-            user = User(http, base)
-            resp = await user.login(username, DEMO_PASSWORD)
-            assert resp.status == 200, await resp.text()
-            return user
-
-        return base, login
-
-    yield start
-    for h in sessions:
-        await h.close()
 
 
 # -- malformed events

@@ -6,14 +6,25 @@ import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from sqlmodel import col, select
 
 from core.db import Database, utcnow
-from core.models import Case, CaseStatus, Site, Staff, StaffLine, StaffSite, WindowLine
-from signaling.models import Ticket, TicketStatus
+from core.models import (
+    Call,
+    CallStatus,
+    Case,
+    CaseStatus,
+    Site,
+    Staff,
+    StaffLine,
+    StaffSite,
+    WindowLine,
+)
+from signaling.models import Presence, Ticket, TicketStatus
 from tests.conftest import User
 from tests.signaling.helpers import Sock, gaoqiao_setup, new_resident, take_payload
 from tests.signaling.nodes import Node, cluster_env
@@ -37,7 +48,9 @@ async def cluster(
         yield nodes
     finally:
         for n in nodes:
-            n.stop()
+            n.stop(check=False)
+    for n in nodes:
+        n.assert_no_tracebacks()
 
 
 async def _user(base: str, username: str, opened: list[aiohttp.ClientSession]) -> User:
@@ -200,3 +213,81 @@ async def test_fifty_clerks_on_two_nodes_never_share_or_lose_a_ticket(
     finally:
         await db.dispose()
     assert list(left) == []
+
+
+@pytest.fixture
+async def short_leases(
+    pg_demo_url: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[tuple[Node, Node]]:
+    """Two nodes whose leases expire 5 s after their last renewal, with a 2 s rejoin grace."""
+    env = cluster_env(
+        pg_demo_url,
+        redis_url,
+        tmp_path,
+        presence_ttl_seconds="5",
+        call_rejoin_grace_seconds="2",
+        sweep_interval_seconds="0.5",
+    )
+    nodes = (Node("node-a", env, tmp_path), Node("node-b", env, tmp_path))
+    for n in nodes:
+        n.start()
+    try:
+        await asyncio.gather(*(n.ready() for n in nodes))
+        yield nodes
+    finally:
+        for n in nodes:
+            n.stop(check=False)
+    for n in nodes:
+        n.assert_no_tracebacks()
+
+
+async def test_a_killed_node_s_participants_leave_through_the_grace_once(
+    short_leases: tuple[Node, Node], pg_demo_url: str
+) -> None:
+    """The point's node dies and the point never comes back: the clerk is told as on a drop,
+    then as on a leave, once each; the clerk's line no longer counts a dead node's clerk."""
+    node_a, node_b = short_leases
+    opened: list[aiohttp.ClientSession] = []
+    socks: list[Sock] = []
+    try:
+        worker = await Sock(await _user(node_a.base, "worker", opened)).connect()
+        expert_like = await Sock(await _user(node_a.base, "clerk.t07.r", opened)).connect()
+        clerk = await Sock(await _user(node_b.base, "clerk", opened)).connect()
+        socks += [worker, expert_like, clerk]
+        setup = await gaoqiao_setup(worker.user)
+        ticket = await worker.ok("ticket:take", take_payload(setup, None))
+        call = (await clerk.ok("queue:call_next"))["call"]
+        point = (await worker.ok("ticket:answer", {"ticket_id": ticket["id"]}))["call"]
+        await clerk.wait("call:participant_joined")
+        node_a.kill()
+
+        def about_point(d: dict[str, Any]) -> bool:
+            return bool(d["participant_id"] == point["participant_id"])
+
+        dropped = await clerk.wait(
+            "call:participant_left", lambda d: about_point(d) and d["reconnecting"], within=30
+        )
+        assert dropped["call_id"] == call["call_id"]
+        await clerk.wait(
+            "call:participant_left", lambda d: about_point(d) and not d["reconnecting"], within=30
+        )
+        # Once each: nothing more about the point arrives.
+        await clerk.ok("state:sync")
+        heard = [d for d in clerk.heard["call:participant_left"] if about_point(d)]
+        assert [d["reconnecting"] for d in heard] == [True, False]
+        # The clerk leaves too: the call ends, as any call whose participants all left.
+        await clerk.ok("call:leave", {"call_id": call["call_id"]})
+    finally:
+        for s in socks:
+            await s.close()
+        for h in opened:
+            await h.close()
+    db = Database(pg_demo_url)
+    try:
+        async with db.session() as s:
+            row = await s.get(Call, call["call_id"])
+            assert row is not None and row.status == CallStatus.ended
+            presence = (await s.exec(select(Presence).where(Presence.node_id == "node-a"))).all()
+            assert list(presence) == []  # the dead node's clerk is not counted online
+    finally:
+        await db.dispose()

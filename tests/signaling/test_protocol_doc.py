@@ -91,3 +91,52 @@ def test_every_event_round_trips_through_json(event: type[Event]) -> None:
     again = event.model_validate_json(built.model_dump_json())
     assert again == built
     assert again.payload() == built.payload()
+
+
+def _section(text: str, event: str) -> str:
+    start = text.index(f"#### `{event}`")
+    return text[start : text.index("\n#### ", start + 1)]
+
+
+def test_ticket_finish_documents_exactly_the_outcomes_it_accepts() -> None:
+    from signaling.payloads import TicketFinish
+
+    row = next(
+        ln
+        for ln in _section(reference(), "ticket:finish").splitlines()
+        if ln.startswith("| `outcome`")
+    )
+    documented = set(re.findall(r"`([a-z_]+)`", row.removeprefix("| `outcome` |")))
+    assert documented == {"completed", "accepted", "returned"}
+    for outcome in documented:
+        TicketFinish.model_validate({"ticket_id": 1, "outcome": outcome})
+    with pytest.raises(ValueError):
+        TicketFinish.model_validate({"ticket_id": 1, "outcome": "transferred"})
+    assert "`case.materials_incomplete`" in _section(reference(), "ticket:finish")
+
+
+def test_the_guide_answers_what_a_client_written_from_it_needs() -> None:
+    text = DOC.read_text()
+    guide = text[: text.index(BEGIN)]
+    for needed in (
+        "X-CSRF-Token",  # CSRF on the HTTP side of the flow
+        "403 with code `csrf`",
+        "**`site_id`**",  # how ticket:take's ids are picked
+        "**`line_id`**",
+        "GET /api/v1/lines?site_id=",
+        "IceCandidate",  # the candidate shape and the end of gathering
+        "sdpMLineIndex",
+        '"end_of_candidates"',
+        "`point`",  # every participant role
+        "`resident`",
+        "`clerk`",
+        "`expert`",
+        "also reaches the leaver",
+        "POST /api/v1/cases/{id}/rating",  # rating: where, who, how often, the range
+        "1 to 5, once",
+        "community worker",
+        "`case.materials_incomplete`",
+        "`connect`, `disconnect`, `*`",
+        "`control_characters`",
+    ):
+        assert needed in guide, needed
