@@ -46,8 +46,8 @@ class Sock:
     async def call(self, event: str, data: Any = None, within: float = 10) -> Any:
         return await self.client.call(event, data if data is not None else {}, timeout=within)
 
-    async def ok(self, event: str, data: Any = None) -> Any:
-        ack = await self.call(event, data)
+    async def ok(self, event: str, data: Any = None, within: float = 10) -> Any:
+        ack = await self.call(event, data, within)
         assert ack["ok"], ack
         return ack["data"]
 
