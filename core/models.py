@@ -1,5 +1,9 @@
 """Tables of the shared domain: sites, window lines, catalog, staff, residents, cases, audit,
-and the record of a case's calls (who took part decides who may see the case)."""
+and the record of a case's calls (who took part decides who may see the case).
+
+One module on purpose: it is the shared schema, and every table sits beside the request and
+response shapes that read and write it, so a column and its API field change together.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Static catalog of departments, service items (事项) and bundles (一事联办)."""
+"""Static catalog of departments, service items (事项) and bundles (一事联办).
+
+One long module on purpose: it is data, not code, kept as one list a reader can scan.
+"""
 
 from __future__ import annotations
 
