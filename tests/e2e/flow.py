@@ -39,10 +39,21 @@ async def take_ticket(
     await page.click("[data-test=register]")
     await page.wait_for_selector("[data-test=resident]")
     await page.click("[data-test=consent]")
+    await confirm_eligibility(page)
     await page.click("[data-test=take-ticket]")
     number = page.locator("[data-test=ticket-number]")
     await number.wait_for()
     return (await number.inner_text()).strip()
+
+
+async def confirm_eligibility(page: Any) -> str:
+    """Wait for the eligibility check; where it warns, tick "take anyway". Returns its state."""
+    check = page.locator("[data-test=eligibility]:not([data-state=loading])")
+    await check.wait_for()
+    state = await check.get_attribute("data-state")
+    if state == "warn":
+        await page.click("[data-test=take-anyway]")
+    return state or ""
 
 
 async def wait_decoding(page: Any, peers: int = 1, within_ms: float = 20_000) -> list[int]:

@@ -11,6 +11,7 @@ from tests.e2e.conftest import (
     SHOTS,
     TABLET_LANDSCAPE,
     TABLET_PORTRAIT,
+    in_english_large_text,
     login,
     new_page,
     resident_id,
@@ -96,8 +97,11 @@ async def test_call_with_video_and_outcome(browser: Any, server: Server) -> None
         await page.locator("[data-test=rec-indicator][data-state=active]").wait_for()
     await shoot(point, "point-in-call", TABLET)
     await shoot(clerk, "clerk-in-call", [DESKTOP])
+    await in_english_large_text(clerk, "clerk-in-call")
+    await in_english_large_text(point, "point-in-call")
 
-    # "Invite an expert" lists the skills experts have, with who is free.
+    # "Invite an expert" (one click away) lists the skills experts have, with who is free.
+    await clerk.click("[data-test=open-invite]")
     await clerk.click("[data-test=skill]")
     option = clerk.locator(".el-select-dropdown__item", has_text="社会救助政策")
     await option.wait_for()
@@ -105,6 +109,8 @@ async def test_call_with_video_and_outcome(browser: Any, server: Server) -> None
     # while the keyboard stays in the (axe-checked) input and moves the active option.
     await clerk.screenshot(path=str(SHOTS / "clerk-expert-skills-1440x900.png"))
     await clerk.keyboard.press("Escape")
+    await clerk.locator("[data-test=invite-dialog] button", has_text="取消").click()
+    await clerk.wait_for_selector(".el-overlay", state="hidden")
 
     # Mute and camera toggles change state and label.
     await point.click("[data-test=mute]")

@@ -8,6 +8,7 @@ from tests.e2e.conftest import (
     DESKTOP,
     TABLET_LANDSCAPE,
     TABLET_PORTRAIT,
+    in_english_large_text,
     login,
     new_page,
     resident_id,
@@ -16,6 +17,7 @@ from tests.e2e.conftest import (
 from tests.e2e.server import Server
 
 ALL = [TABLET_LANDSCAPE, TABLET_PORTRAIT, DESKTOP]
+PHONE = {"width": 390, "height": 844}
 
 
 async def test_login_in_both_languages_and_large_text(browser: Any, server: Server) -> None:
@@ -62,9 +64,9 @@ async def test_point_before_the_call(browser: Any, server: Server) -> None:
     await page.wait_for_selector("[data-test=id-valid]")
     await page.click("form:has(#id-number) button[type=submit]")
     await page.wait_for_selector("#reg-name")
-    await shoot(page, "point-prepare", ALL)
+    await shoot(page, "point-prepare", [*ALL, PHONE])
     await page.click("[data-test=large-text]")
-    await shoot(page, "point-prepare-large", [TABLET_LANDSCAPE])
+    await shoot(page, "point-prepare-large", [TABLET_LANDSCAPE, PHONE])
     await page.click("[data-test=large-text]")
 
 
@@ -74,11 +76,13 @@ async def test_clerk_idle_expert_supervisor_admin(browser: Any, server: Server) 
     await clerk.wait_for_selector("[data-test=line-card]")
     await clerk.wait_for_selector("[data-test=shortcuts]")
     await shoot(clerk, "clerk-idle", [DESKTOP, TABLET_LANDSCAPE])
+    await in_english_large_text(clerk, "clerk-idle")
 
     expert = await new_page(browser, server, DESKTOP)
     await login(expert, "expert", "/expert")
     await expert.wait_for_selector("text=暂无邀请")
     await shoot(expert, "expert", [DESKTOP, TABLET_LANDSCAPE])
+    await in_english_large_text(expert, "expert")
 
     sup = await new_page(browser, server, DESKTOP)
     await login(sup, "supervisor", "/supervisor")
@@ -87,6 +91,7 @@ async def test_clerk_idle_expert_supervisor_admin(browser: Any, server: Server) 
     assert await rows.count() > 50
     await sup.wait_for_selector("[data-test=board-row] td.num:text-matches('^[0-9]+$')")
     await shoot(sup, "supervisor", [DESKTOP, TABLET_LANDSCAPE])
+    await in_english_large_text(sup, "supervisor")
 
     admin = await new_page(browser, server, DESKTOP)
     await login(admin, "admin", "/")

@@ -14,3 +14,9 @@ applyPrefs((l) => {
 })
 
 createApp(App).use(i18n).use(router).mount('#app')
+
+// A dialog's <header>/<footer> (Element Plus) sit outside <main>, where they would count as a
+// second banner and content-info landmark: inside a dialog they are plain parts of it.
+new MutationObserver(() => {
+  for (const el of document.querySelectorAll('.el-dialog > header:not([role]), .el-dialog > footer:not([role])')) el.setAttribute('role', 'none')
+}).observe(document.body, { childList: true, subtree: true })

@@ -21,6 +21,12 @@ export interface Me {
   csrf_token: string
 }
 
+export interface ErrorDetail {
+  loc: (string | number)[]
+  msg: string
+  type: string
+}
+
 export class ApiError extends Error {
   constructor(
     public status: number,
@@ -134,6 +140,69 @@ export interface Item {
   remote_capable: boolean
   description: string
   materials: MaterialSpec[]
+  eligibility?: { min_age: number | null; max_age: number | null; disability: boolean; local_residence: boolean }
+}
+
+/** 一事联办: several items applied for as one case, each document given once. */
+export interface Bundle {
+  id: number
+  code: string
+  name: string
+  name_en: string
+  description: string
+  lead_department: string
+  items: Item[]
+  materials: string[]
+  documents_saved: number
+}
+
+export interface EligibilityProblem {
+  code: string
+  message: string
+  message_en: string
+}
+
+export interface Eligibility {
+  item_code: string
+  resident_id: number
+  eligible: boolean
+  problems: EligibilityProblem[]
+  remote_capable: boolean
+}
+
+export interface PastCase {
+  id: number
+  number: string
+  item_code: string
+  item_name: string
+  status: string
+  created_at: string
+  closed_at: string | null
+}
+
+/** The resident of a case, as the staff serving it see them (GET /cases/{id}/resident). */
+export interface ResidentSummary {
+  id: number
+  name: string
+  id_masked: string
+  age: number
+  sex: string
+  phone_masked: string
+  address_masked: string
+  community_id: number | null
+  community_name: string | null
+  elderly: boolean
+  priority: boolean
+  disabled: boolean
+  earlier_cases: PastCase[]
+}
+
+export interface ReuseCandidate {
+  spec_id: number
+  name: string
+  material: Material
+  from_case_number: string
+  from_case_at: string
 }
 
 export interface Site {
@@ -205,6 +274,8 @@ export interface Case {
   number: string
   item_code: string
   item_name: string
+  bundle_id?: number | null
+  resident_id?: number | null
   resident_name: string | null
   resident_id_masked: string | null
   site_id: number
@@ -251,6 +322,7 @@ export interface ChecklistItem {
   note: string
   state: 'missing' | 'requested' | 'uploaded' | 'accepted' | 'rejected'
   reason: string
+  request_note?: string
   materials: Material[]
 }
 

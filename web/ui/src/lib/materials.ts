@@ -18,25 +18,67 @@ export function accepts(item: ChecklistItem, file: Blob): boolean {
   return !item.accepted_types.length || item.accepted_types.includes(file.type)
 }
 
-/** Ask for an upload slot, send the bytes with progress (0..1), confirm; returns the Material. */
+// After a drop (Wi-Fi lost, 4G gone for a moment) an upload tries again on its own: at once when
+// the browser is back online, else after a growing pause; for up to RETRY_FOR_MS.
+const RETRY_FOR_MS = 5 * 60 * 1000
+const RETRY_PAUSES_MS = [1000, 2000, 4000, 8000, 15000]
+
+const isDrop = (e: unknown) => e instanceof ApiError && (e.code === 'network' || e.status === 0 || e.status >= 502)
+
+function pause(ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      window.clearTimeout(timer)
+      window.removeEventListener('online', done)
+      resolve()
+    }
+    const timer = window.setTimeout(done, ms)
+    window.addEventListener('online', done)
+  })
+}
+
+async function retrying<T>(what: () => Promise<T>, onRetry?: (attempt: number) => void): Promise<T> {
+  const until = Date.now() + RETRY_FOR_MS
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await what()
+    } catch (e) {
+      if (!isDrop(e) || Date.now() > until) throw e
+      onRetry?.(attempt)
+      await pause(navigator.onLine ? RETRY_PAUSES_MS[Math.min(attempt - 1, RETRY_PAUSES_MS.length - 1)] : RETRY_FOR_MS)
+    }
+  }
+}
+
+/**
+ * Ask for an upload slot, send the bytes with progress (0..1), confirm; returns the Material.
+ * A dropped connection is retried (`onRetry` is told each time); a refusal is not.
+ */
 export async function upload(
   caseId: number,
   specId: number | null,
   file: Blob,
   filename: string,
   onProgress: (fraction: number) => void,
+  onRetry?: (attempt: number) => void,
 ): Promise<Material> {
-  const slot = await post<UploadTicket>(`/cases/${caseId}/uploads`, {
-    spec_id: specId,
-    filename,
-    content_type: file.type || 'application/octet-stream',
-    size: file.size,
-    multipart: false,
-  })
+  const ask = () =>
+    post<UploadTicket>(`/cases/${caseId}/uploads`, {
+      spec_id: specId,
+      filename,
+      content_type: file.type || 'application/octet-stream',
+      size: file.size,
+      multipart: false,
+    })
+  let slot = await retrying(ask, onRetry)
   if (slot.max_bytes && file.size > slot.max_bytes) throw new ApiError(413, 'upload.too_large', '')
-  await send(slot, file, onProgress)
+  await retrying(async () => {
+    // A slot that expired while the network was down is replaced by a new one.
+    if (Date.parse(slot.expires_at) < Date.now() + 5000) slot = await ask()
+    await send(slot, file, onProgress)
+  }, onRetry)
   onProgress(1)
-  return await post<Material>(`/uploads/${slot.id}/confirm`)
+  return await retrying(() => post<Material>(`/uploads/${slot.id}/confirm`), onRetry)
 }
 
 function send(slot: UploadTicket, file: Blob, onProgress: (f: number) => void): Promise<void> {

@@ -1,0 +1,82 @@
+// Photos are prepared on the device before they go up: turned upright (EXIF orientation), the
+// long side brought down to PHOTO_MAX_SIDE and re-encoded as JPEG. A 12-megapixel tablet photo
+// of 3-8 MB becomes a few hundred kB, still sharp enough to read an ID card; the server turns,
+// strips and thumbnails it as any other upload (docs/materials.md).
+
+/** Long side of a prepared photo, in pixels. */
+export const PHOTO_MAX_SIDE = 2560
+/** JPEG quality of a prepared photo. */
+export const PHOTO_QUALITY = 0.85
+// Below this a photo is sent as it is (already small; re-encoding would only lose detail).
+const SMALL_BYTES = 400 * 1024
+
+declare global {
+  interface Window {
+    /** Benchmarks only (bench/weak_uplink.py): send photos as shot, for the comparison. */
+    __cwRawUpload?: boolean
+    /** Benchmarks only: the last photo prepared (time taken, bytes before and after). */
+    __cwLastPhoto?: { ms: number; from: number; to: number }
+  }
+}
+
+export interface Prepared {
+  blob: Blob
+  name: string
+  /** Whether the photo was changed (false: the original goes up). */
+  prepared: boolean
+}
+
+/** The photo ready to upload; anything that is not a JPEG or PNG photo is returned as is. */
+export async function preparePhoto(file: Blob, name: string, accepted: string[]): Promise<Prepared> {
+  const asIs = { blob: file, name, prepared: false }
+  if (__TEST_HOOKS__ && window.__cwRawUpload) return asIs
+  if (file.type !== 'image/jpeg' && file.type !== 'image/png') return asIs
+  if (accepted.length && !accepted.includes('image/jpeg')) return asIs
+  if (typeof createImageBitmap !== 'function') return asIs
+  const t0 = performance.now()
+  let bmp: ImageBitmap
+  try {
+    // 'from-image' applies the EXIF orientation while decoding.
+    bmp = await createImageBitmap(file, { imageOrientation: 'from-image' })
+  } catch {
+    return asIs // a format this browser cannot decode: the server handles it
+  }
+  try {
+    const long = Math.max(bmp.width, bmp.height)
+    if (long <= PHOTO_MAX_SIDE && file.size <= SMALL_BYTES) return asIs
+    const scale = Math.min(1, PHOTO_MAX_SIDE / long)
+    const w = Math.max(1, Math.round(bmp.width * scale))
+    const h = Math.max(1, Math.round(bmp.height * scale))
+    const blob = await encode(bmp, w, h)
+    if (__TEST_HOOKS__) window.__cwLastPhoto = { ms: performance.now() - t0, from: file.size, to: blob?.size ?? 0 }
+    if (!blob || blob.size >= file.size) return asIs
+    return { blob, name: name.replace(/\.(jpe?g|png)$/i, '') + '.jpg', prepared: true }
+  } finally {
+    bmp.close()
+  }
+}
+
+async function encode(bmp: ImageBitmap, w: number, h: number): Promise<Blob | null> {
+  if (typeof OffscreenCanvas === 'function') {
+    const c = new OffscreenCanvas(w, h)
+    const g = c.getContext('2d')
+    if (!g) return null
+    draw(g, bmp, w, h)
+    return await c.convertToBlob({ type: 'image/jpeg', quality: PHOTO_QUALITY })
+  }
+  const c = document.createElement('canvas')
+  c.width = w
+  c.height = h
+  const g = c.getContext('2d')
+  if (!g) return null
+  draw(g, bmp, w, h)
+  return await new Promise<Blob | null>((r) => c.toBlob(r, 'image/jpeg', PHOTO_QUALITY))
+}
+
+function draw(g: OffscreenCanvasRenderingContext2D | CanvasRenderingContext2D, bmp: ImageBitmap, w: number, h: number) {
+  g.fillStyle = '#fff' // a transparent PNG becomes white paper, not black
+  g.fillRect(0, 0, w, h)
+  g.imageSmoothingEnabled = true
+  g.imageSmoothingQuality = 'high'
+  g.drawImage(bmp, 0, 0, w, h)
+}
