@@ -151,6 +151,8 @@ class ExpertInvited(SignalingEvent):
     item_name: str
     invited_by: str
     expires_at: str  # ISO 8601, as datetime.isoformat() writes it
+    case_number: str = ""
+    question: str = ""
 
 
 class ExpertInviteClosed(SignalingEvent):

@@ -30,6 +30,7 @@ async def invite_expert(
     call_id: int,
     pid: int,
     skill: str,
+    question: str = "",
 ) -> ExpertInvite:
     """Ask the experts with a skill into the call the inviter (participant pid) is in."""
     await calls.participant(session=session, call_id=call_id, pid=pid)
@@ -51,18 +52,19 @@ async def invite_expert(
     session.add(invite)
     await session.flush()
     assert invite.id is not None
-    item_name = ""
+    item_name = case_number = ""
     if call.case_id:
         case = await session.get(Case, call.case_id)
         item = await session.get(ServiceItem, case.item_id) if case else None
         item_name = item.name if item else ""
         if case:
+            case_number = case.number
             case_service.add_event(
                 session,
                 case,
                 "expert.invited",
                 actor_id=principal.staff_id,
-                data={"skill": skill, "invite": invite.id},
+                data={"skill": skill, "invite": invite.id, "question": question},
             )
     outbox.emit(
         ExpertInvited(
@@ -72,6 +74,8 @@ async def invite_expert(
             item_name=item_name,
             invited_by=principal.display_name,
             expires_at=invite.expires_at.isoformat(),
+            case_number=case_number,
+            question=question,
         ),
         Audience.skill(skill),
     )

@@ -149,6 +149,8 @@ class SnapshotIn(Payload):
 class ExpertInviteIn(Payload):
     call_id: Id
     skill: str = Field(min_length=1, max_length=50)
+    # What the clerk asks the expert, shown on the invite and kept on the case's timeline.
+    question: str = Field(default="", max_length=500)
 
 
 class InviteRef(Payload):

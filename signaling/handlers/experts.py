@@ -23,6 +23,7 @@ async def h_invite(sg: Signaling, sid: str, conn: Conn, p: pl.ExpertInviteIn) ->
             call_id=p.call_id,
             pid=pid,
             skill=p.skill,
+            question=p.question,
         )
     )
     return {"invite_id": invite.id, "expires_at": invite.expires_at.isoformat()}

@@ -287,9 +287,14 @@ async def test_three_way_call_every_tile_in_view(browser: Any, server: Server) -
     await clerk.click("[data-test=open-invite]")
     await clerk.click("[data-test=skill]")
     await clerk.locator(".el-select-dropdown__item", has_text="社会救助政策").click()
+    await clerk.fill("[data-test=invite-question]", "户籍迁入未满一年，能否申领？")
     await no_serious(clerk, "clerk-invite-dialog")
     await clerk.click("[data-test=invite]")
     await expect(clerk.locator("[data-test=invite-waiting]")).to_be_visible()
+    # The invite carries the clerk's question and the case number to the expert.
+    await expect(expert.locator("[data-test=invite-question-shown]")).to_have_text(
+        re.compile("户籍迁入未满一年")
+    )
     await expert.click("[data-test=accept-invite]")
 
     # All three decode both others' video, and show it.
@@ -303,6 +308,9 @@ async def test_three_way_call_every_tile_in_view(browser: Any, server: Server) -
         re.compile(r"\d{8,}")
     )
     await expect(expert.locator("[data-test=rp-age]")).to_have_text(re.compile("83"))
+    await expect(expert.locator("[data-test=expert-question]")).to_have_text(
+        re.compile("户籍迁入未满一年")
+    )
     await shoot(expert, "expert-in-call", [DESKTOP, TABLET_LANDSCAPE])
 
     # No tile covers another, landscape and portrait; every tile is on screen.

@@ -223,13 +223,18 @@ async def test_expert_invite_by_skill_first_accept_wins(sock: Any) -> None:
     liu = await sock("expert.cl")
     wu = await sock("expert.yb")
 
-    inv = await clerk.ok("expert:invite", {"call_id": call_id, "skill": SKILL})
+    question = "户籍迁入未满一年，能否申领？"
+    inv = await clerk.ok(
+        "expert:invite", {"call_id": call_id, "skill": SKILL, "question": question}
+    )
     for expert in (zhou, liu):
         heard = await expert.wait("expert:invited")
         assert heard["invite_id"] == inv["invite_id"]
         assert heard["call_id"] == call_id
         assert heard["skill"] == SKILL
         assert heard["item_name"] == "高龄津贴申领"
+        assert heard["question"] == question
+        assert heard["case_number"] == env["ticket"]["case_number"]
     assert await quiet(wu, "expert:invited") == []
 
     err = await wu.err("expert:accept", {"invite_id": inv["invite_id"]})

@@ -19,7 +19,7 @@ DOC = ROOT / "docs" / "protocol.md"
 def test_reference_section_is_current() -> None:
     text = DOC.read_text()
     start, end = text.index(BEGIN), text.index(END) + len(END)
-    assert text[start:end] == reference(), "run: python -m web.protocol_doc"
+    assert text[start:end] == reference(), "run: python -m web.protocol_doc --write"
 
 
 def test_every_client_event_has_a_section() -> None:
