@@ -53,8 +53,13 @@ def _require_tools() -> None:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     _require_tools()
-    # Short recording segments, so a call of a few seconds has finished segments to play.
-    srv = Server(tmp_path_factory.mktemp("e2e"), recording_segment_seconds="2")
+    # Short recording segments, so a call of a few seconds has finished segments to play; the
+    # wait-alert sweep every second, so a test sees an alert soon after its threshold passes.
+    srv = Server(
+        tmp_path_factory.mktemp("e2e"),
+        recording_segment_seconds="2",
+        alert_sweep_interval_seconds="1",
+    )
     srv.start()
     try:
         asyncio.run(srv.ready())

@@ -22,6 +22,7 @@ class Server(Node):
         settings = {"login_max_failures_per_ip": "1000", "ui_dir": str(UI_E2E), **settings}
         env = server_env(data_dir, **settings)
         super().__init__("e2e", env, data_dir)
+        self.data_dir = data_dir
 
     def cli(self, *args: str) -> None:
         subprocess.run(
