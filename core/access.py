@@ -299,6 +299,13 @@ async def require_resident(session: AsyncSession, principal: Principal, resident
     raise NotFound(f"居民 {resident.id}", f"Resident {resident.id}")
 
 
+async def may_see_line(session: AsyncSession, principal: Principal, line: WindowLine) -> bool:
+    """Staff bound to the line, or to a site at or above its hall; admins: every line."""
+    if principal.is_resident:
+        return False
+    return line.id in principal.line_ids or await site_in_scope(session, principal, line.site_id)
+
+
 async def require_line(
     session: AsyncSession,
     principal: Principal,
@@ -306,10 +313,6 @@ async def require_line(
     *,
     not_found: AppError | None = None,
 ) -> None:
-    """Staff bound to the line, or to a site at or above its hall, see the line (and its
-    queue, alerts and figures); admins see every line."""
-    if principal.is_resident:
+    """The line (and its queue, alerts and figures) if `may_see_line`, else 404."""
+    if not await may_see_line(session, principal, line):
         raise not_found or NotFound(f"窗口 {line.id}", f"Window line {line.id}")
-    if line.id in principal.line_ids or await site_in_scope(session, principal, line.site_id):
-        return
-    raise not_found or NotFound(f"窗口 {line.id}", f"Window line {line.id}")

@@ -7,8 +7,9 @@ from typing import Literal
 from pydantic import Field
 
 from core import sites
+from core.access import may_see_line
 from core.inputs import MAX_ID
-from core.models import LineRead, NearbySite, SiteKind, SiteRead
+from core.models import LineRead, NearbySite, SiteKind, SiteRead, WindowLine
 from coreapi.shapes import MAX_OFFSET, V1, Query
 from httpapi.api import Api, Ctx
 
@@ -30,6 +31,8 @@ class NearestQuery(Query):
 class LineQuery(Query):
     site_id: int | None = Field(default=None, ge=1, le=MAX_ID)
     department: str | None = Field(default=None, max_length=32)
+    # Only the lines of my area (a supervisor's board); without it, the public list.
+    mine: bool = False
 
 
 async def list_sites(ctx: Ctx) -> list[SiteRead]:
@@ -54,7 +57,15 @@ async def get_site(ctx: Ctx) -> SiteRead:
 
 async def list_lines(ctx: Ctx) -> list[LineRead]:
     q: LineQuery = ctx.query
-    return await sites.list_lines(session=ctx.session, site_id=q.site_id, department=q.department)
+    rows = await sites.list_lines(session=ctx.session, site_id=q.site_id, department=q.department)
+    if not q.mine:
+        return rows
+    out = []
+    for row in rows:
+        line = await ctx.session.get(WindowLine, row.id)
+        if line is not None and await may_see_line(ctx.session, ctx.me, line):
+            out.append(row)
+    return out
 
 
 def register(api: Api) -> None:

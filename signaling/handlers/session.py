@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from core.access import require_line
+from core.errors import NotFound
 from core.events import Audience
+from core.models import Role, WindowLine
 from signaling import calls, presence, queue
 from signaling import payloads as pl
 from signaling.handlers.spec import EventSpec
@@ -51,6 +54,14 @@ async def h_presence(sg: Signaling, sid: str, conn: Conn, p: pl.PresenceSet) -> 
 async def h_line_watch(sg: Signaling, sid: str, conn: Conn, p: pl.LineWatch) -> list[Any]:
     out = []
     async with sg.db.session() as session:
+        if conn.principal.role is Role.supervisor:
+            # A supervisor's board follows only the lines of their area (others: 404).
+            for line_id in p.line_ids:
+                line = await session.get(WindowLine, line_id)
+                nf = NotFound(f"窗口 {line_id}", f"Window line {line_id}")
+                if line is None:
+                    raise nf
+                await require_line(session, conn.principal, line, not_found=nf)
         for line_id in p.line_ids:
             status, _ = await queue.line_snapshot(
                 session=session, settings=sg.settings, line_id=line_id
