@@ -7,6 +7,10 @@
 - Event names the server keeps for itself (`connect`, `disconnect`, `*`), and events that
   are not a list starting with a name, never reach a handler: the ack is
   `socket.unknown_event`.
+- A long-polling client sends every packet it has queued in one POST. engine.io refuses a
+  POST of more than 16 packets whole, answering 200 while every ack is lost; here the limit
+  is the server's `packets_per_post`, so a burst the rate limit allows arrives whole. A POST
+  beyond it ends the session (the client sees the drop and reconnects), without a traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from collections.abc import Callable
 from typing import Any
 
 import socketio
+from engineio import async_socket
+from engineio import exceptions as eio_exceptions
+from engineio import payload as eio_payload
 from socketio import packet
 
 from core.inputs import MAX_DEPTH
@@ -98,17 +105,58 @@ class WirePacket(packet.Packet):
         return count
 
 
-class WireServer(socketio.AsyncServer):
-    """python-socketio's server with the frame rules above (its private hooks, pinned 5.18)."""
+class PollingSocket(async_socket.AsyncSocket):
+    """An engine.io session whose polling POSTs may carry `packets_per_post` packets."""
 
-    def __init__(self, *, refuse: Callable[[Any], Any], **kw: Any) -> None:
+    packets_per_post: int = eio_payload.Payload.max_decode_packets
+
+    async def handle_post_request(self, environ: dict[str, Any]) -> None:
+        # python-engineio 4.15's own handler, with the packet limit of this session.
+        length = int(environ.get("CONTENT_LENGTH", "0"))
+        if length > self.server.max_http_buffer_size:
+            raise eio_exceptions.ContentTooLongError()
+        body = (await environ["wsgi.input"].read(length)).decode("utf-8")
+        payload = eio_payload.Payload()
+        payload.max_decode_packets = self.packets_per_post
+        try:
+            payload.decode(body)
+        except ValueError:
+            log.warning(
+                "closed a polling session: more than %d packets in one POST", self.packets_per_post
+            )
+            raise eio_exceptions.EngineIOError("too many packets") from None
+        for pkt in payload.packets:
+            await self.receive(pkt)
+
+
+class WireServer(socketio.AsyncServer):
+    """python-socketio's server with the frame rules above (its private hooks, pinned 5.18).
+
+    `packets_per_post`: how many packets one long-polling POST may carry (engine.io's
+    default, 16, unless given).
+    """
+
+    def __init__(
+        self,
+        *,
+        refuse: Callable[[Any], Any],
+        packets_per_post: int | None = None,
+        **kw: Any,
+    ) -> None:
         super().__init__(serializer=WirePacket, json=WireJson, **kw)
         self.refuse = refuse  # the ack for an event no handler may see
         self.accepting = True  # False while draining: new engine.io sessions get HTTP 401
+        self.packets_per_post = packets_per_post or PollingSocket.packets_per_post
 
     async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> Any:
         if not self.accepting:
             return False
+        # engine.io builds its session object itself, just before this hook and before the
+        # client can POST anything: give it the polling rule above.
+        eio_socket = self.eio.sockets.get(eio_sid)
+        if type(eio_socket) is async_socket.AsyncSocket:
+            eio_socket.__class__ = PollingSocket
+            eio_socket.packets_per_post = self.packets_per_post
         return await super()._handle_eio_connect(eio_sid, environ)
 
     async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:

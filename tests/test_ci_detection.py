@@ -7,7 +7,10 @@ import pytest
 from tests.conftest import in_ci
 
 
-@pytest.mark.parametrize("value", ["true", "True", "TRUE", "1", "yes", " true "])
+# Most services set true; some 1 or yes, and Woodpecker sets its own name.
+@pytest.mark.parametrize(
+    "value", ["true", "True", "TRUE", "1", "yes", "YES", "on", " true ", "woodpecker"]
+)
 def test_truthy_values_mean_ci(value: str) -> None:
     assert in_ci({"CI": value})
 

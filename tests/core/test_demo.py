@@ -52,6 +52,12 @@ async def test_demo_district_has_the_real_shape(settings: Settings) -> None:
     # and visit routing need distinct places).
     points = [(x.lat, x.lng) for x in sites if x.kind == "community"]
     assert len(set(points)) == len(points)
+    # ... and spread over the town's area, not all next to its hall.
+    for town in towns:
+        spread = max(
+            haversine_km(x.lat, x.lng, town.lat, town.lng) for x in sites if x.parent_id == town.id
+        )
+        assert spread >= seed.COMMUNITY_SPREAD_KM / 2, (town.name, spread)
 
 
 async def test_seeding_twice_changes_nothing(settings: Settings) -> None:

@@ -33,6 +33,9 @@ CHROMIUM_ARGS = [
     "--disable-dev-shm-usage",
     "--no-sandbox",
 ]
+# How long a web-first assertion keeps retrying: a loaded 2-core machine runs two Chromium
+# renderers, the server and the tests (page actions get the same, in new_page).
+UI_WAIT_MS = 30_000
 TABLET_LANDSCAPE = {"width": 1280, "height": 800}
 TABLET_PORTRAIT = {"width": 800, "height": 1280}
 DESKTOP = {"width": 1440, "height": 900}
@@ -107,8 +110,7 @@ async def new_page(browser: Any, server: Server, viewport: dict[str, int], **kw:
     ctx = await browser.new_context(base_url=server.base, viewport=viewport, locale="zh-CN", **kw)
     await ctx.grant_permissions(["camera", "microphone"], origin=server.base)
     page = await ctx.new_page()
-    # Generous: a loaded 2-core machine runs two Chromium renderers, the server and the tests.
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(UI_WAIT_MS)
     CONSOLE[id(page)] = ""
 
     def log(msg: Any) -> None:
@@ -117,6 +119,20 @@ async def new_page(browser: Any, server: Server, viewport: dict[str, int], **kw:
     page.on("console", log)
     page.on("pageerror", lambda e: log(type("E", (), {"type": "pageerror", "text": str(e)})))
     return page
+
+
+def expect(target: Any) -> Any:
+    """Playwright's web-first assertions on a page or locator, retried for UI_WAIT_MS.
+
+    They re-read the page until it matches, so a re-render between two reads cannot fail a
+    test, as `await locator.inner_text()` followed by an assert can. Each call gets its own
+    `Expect`, so no module-wide option is changed.
+    """
+    from playwright.async_api import Expect
+
+    check = Expect()
+    check.set_options(timeout=UI_WAIT_MS)
+    return check(target)
 
 
 async def login(page: Any, username: str, lands_on: str) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
+
+from tests.e2e.conftest import expect
 
 # Frames decoded from every remote peer of the page's call (one number per peer connection).
 FRAMES_JS = """async () => {
@@ -41,9 +44,17 @@ async def take_ticket(
     await page.click("[data-test=consent]")
     await confirm_eligibility(page)
     await page.click("[data-test=take-ticket]")
+    return await ticket_number(page)
+
+
+async def ticket_number(page: Any) -> str:
+    """The number on the tablet, once it shows one (a letter and digits, e.g. M003)."""
     number = page.locator("[data-test=ticket-number]")
-    await number.wait_for()
+    await expect(number).to_have_text(TICKET_NUMBER)
     return (await number.inner_text()).strip()
+
+
+TICKET_NUMBER = re.compile(r"^\s*[A-Z]\d{3,}\s*$")
 
 
 async def confirm_eligibility(page: Any) -> str:
@@ -54,6 +65,38 @@ async def confirm_eligibility(page: Any) -> str:
     if state == "warn":
         await page.click("[data-test=take-anyway]")
     return state or ""
+
+
+# One atomic step in the page: a click on "hand over for rating" if the outcome shows it. If
+# the call ended meanwhile, the page has moved on to the rating by itself and the button is gone.
+TO_RATING_JS = """() => {
+  const button = document.querySelector('[data-test=to-rating]');
+  if (button) button.click();
+}"""
+
+
+async def to_rating(point: Any) -> None:
+    """After the clerk finishes: the tablet goes on to the rating, however the call ended.
+
+    A Playwright click on the outcome's button races the call's end, which re-renders the
+    view without it (the click then waits for a button that never comes back).
+    """
+    await point.wait_for_selector("[data-test=outcome], .point-page[data-stage=rating]")
+    await point.evaluate(TO_RATING_JS)
+    await point.wait_for_selector(".point-page[data-stage=rating]")
+
+
+async def skip_rating(point: Any) -> None:
+    """On to the rating, skipped: the tablet shows the finished case."""
+    await to_rating(point)
+    await point.click("text=跳过")
+    await point.wait_for_selector("[data-test=case-summary]")
+
+
+async def expect_timeline(page: Any, kinds: tuple[str, ...]) -> None:
+    """Each kind of event is on the case timeline the page shows (waiting for it to load)."""
+    for kind in kinds:
+        await expect(page.locator(f".tl-kind[data-kind='{kind}']").first).to_be_attached()
 
 
 async def wait_decoding(page: Any, peers: int = 1, within_ms: float = 20_000) -> list[int]:

@@ -9,9 +9,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from playwright.async_api import expect
 
-from tests.e2e.conftest import DESKTOP, TABLET_LANDSCAPE, login, new_page, resident_id, shoot
+from tests.e2e.conftest import (
+    DESKTOP,
+    TABLET_LANDSCAPE,
+    expect,
+    login,
+    new_page,
+    resident_id,
+    shoot,
+)
 from tests.e2e.flow import take_ticket
 from tests.e2e.server import Server
 from tests.e2e.test_story import no_serious

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.e2e.conftest import DESKTOP, TABLET_LANDSCAPE, login, new_page, resident_id
+from tests.e2e.conftest import DESKTOP, TABLET_LANDSCAPE, expect, login, new_page, resident_id
 from tests.e2e.flow import (
     DENY_MEDIA_JS,
+    expect_timeline,
     frames,
     return_case,
+    skip_rating,
     take_ticket,
     wait_decoding,
     wait_more_frames,
@@ -21,6 +23,8 @@ async def call_by_keyboard(point: Any, clerk: Any, number: str) -> None:
     """The clerk presses N (the shortcut for "call next"); the point answers."""
     row = clerk.locator("[data-test=queue-row]", has_text=number)
     await row.wait_for()
+    # The shortcut does what the button does: only once the button is live.
+    await expect(clerk.locator("[data-test=call-next]")).to_be_enabled()
     await clerk.keyboard.press("n")
     await clerk.wait_for_selector(f"[data-test=serving-number]:has-text('{number}')")
     await point.click("[data-test=answer]")
@@ -49,7 +53,7 @@ async def test_network_drop_mid_call_recovers(browser: Any, server: Server) -> N
     await point.wait_for_selector("[data-test=reconnecting]", state="detached", timeout=20_000)
     await wait_more_frames(point, before_point)
     await wait_more_frames(clerk, before_clerk)
-    assert await clerk.locator("[data-test=serving-number]").inner_text() == number
+    await expect(clerk.locator("[data-test=serving-number]")).to_have_text(number)
 
     # After the rejoin the point sends the recorder a new offer: its recording goes on in a new
     # piece (its first offer, if it went out while the network was down, was refused).
@@ -61,11 +65,8 @@ async def test_network_drop_mid_call_recovers(browser: Any, server: Server) -> N
     assert any(e["data"]["role"] == "point" and e["at"] > rejoined for e in started), started
 
     await return_case(clerk)
-    await point.click("[data-test=to-rating]")
-    await point.click("text=跳过")
-    await point.locator(".tl-kind").first.wait_for()
-    kinds = await point.locator(".tl-kind").evaluate_all("els => els.map(e => e.dataset.kind)")
-    assert "call.rejoined" in kinds, kinds  # the drop and the rejoin are on the record
+    await skip_rating(point)
+    await expect_timeline(point, ("call.rejoined",))  # the drop and the rejoin are on the record
 
 
 async def test_camera_refused_is_explained(browser: Any, server: Server) -> None:
@@ -78,10 +79,9 @@ async def test_camera_refused_is_explained(browser: Any, server: Server) -> None
 
     # While waiting: the camera is checked ahead, and the worker is told what to do.
     problem = point.locator("[data-test=media-problem]")
-    await problem.wait_for()
-    assert await problem.get_attribute("data-problem") == "NotAllowedError"
-    text = await problem.inner_text()
-    assert "没有摄像头或麦克风权限" in text and "允许" in text and "重试" in text
+    await expect(problem).to_have_attribute("data-problem", "NotAllowedError")
+    for words in ("没有摄像头或麦克风权限", "允许", "重试"):
+        await expect(problem).to_contain_text(words)
 
     # Answering anyway: the call connects, the point still sees the clerk, the explanation stays.
     await call_by_keyboard(point, clerk, number)
@@ -124,8 +124,9 @@ async def test_recorder_out_of_reach_leaves_the_call_alone(browser: Any, server:
     await wait_decoding(clerk)
 
     # The point says so quietly and tries once more a few seconds later; the clerk still records.
-    await point.locator("[data-test=rec-indicator][data-state=interrupted]").wait_for()
-    assert "录像中断" in await point.locator("[data-test=rec-indicator]").inner_text()
+    indicator = point.locator("[data-test=rec-indicator]")
+    await expect(indicator).to_have_attribute("data-state", "interrupted")
+    await expect(indicator).to_contain_text("录像中断")
     await clerk.locator("[data-test=rec-indicator][data-state=active]").wait_for()
     await point.wait_for_function("() => window.__recorderOffers === 2", timeout=10_000)
 

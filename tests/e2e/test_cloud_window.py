@@ -11,13 +11,14 @@ from tests.e2e.conftest import (
     SHOTS,
     TABLET_LANDSCAPE,
     TABLET_PORTRAIT,
+    expect,
     in_english_large_text,
     login,
     new_page,
     resident_id,
     shoot,
 )
-from tests.e2e.flow import take_ticket, wait_decoding
+from tests.e2e.flow import expect_timeline, take_ticket, to_rating, wait_decoding
 from tests.e2e.server import Server
 
 TABLET = [TABLET_LANDSCAPE, TABLET_PORTRAIT]
@@ -50,8 +51,7 @@ async def start_call(browser: Any, server: Server, *, shots: bool = True) -> tup
 
     # The clerk's queue shows the ticket live, with its priority mark (84 years old).
     row = clerk.locator("[data-test=queue-row]", has_text=number)
-    await row.wait_for()
-    assert "80" in await row.inner_text()
+    await expect(row).to_contain_text("80")
     if shots:
         await shoot(clerk, "clerk-queue", [DESKTOP])
     await clerk.click("[data-test=call-next]")
@@ -77,7 +77,7 @@ async def finish_and_rate(point: Any, clerk: Any, *, outcome: str, rate: bool) -
     await clerk.wait_for_selector("[data-test=call-next]:not([disabled])")
     await point.wait_for_selector("[data-test=outcome]")
     await shoot(point, "point-outcome", TABLET)
-    await point.click("[data-test=to-rating]")
+    await to_rating(point)
     await point.wait_for_selector("[data-test=rating-face]")
     await shoot(point, "point-rating", TABLET)
     if rate:
@@ -112,18 +112,26 @@ async def test_call_with_video_and_outcome(browser: Any, server: Server) -> None
     await clerk.locator("[data-test=invite-dialog] button", has_text="取消").click()
     await clerk.wait_for_selector(".el-overlay", state="hidden")
 
-    # Mute and camera toggles change state and label.
-    await point.click("[data-test=mute]")
-    assert await point.get_attribute("[data-test=mute]", "aria-pressed") == "true"
-    await point.click("[data-test=mute]")
+    # Mute and camera toggles change state and label, and change back.
+    for control, off, on in (("mute", "静音", "取消静音"), ("camera", "关闭摄像头", "打开摄像头")):
+        button = point.locator(f"[data-test={control}]")
+        await expect(button).to_have_attribute("aria-pressed", "false")
+        await expect(button).to_have_text(off)
+        await button.click()
+        await expect(button).to_have_attribute("aria-pressed", "true")
+        await expect(button).to_have_text(on)
+        await button.click()
+        await expect(button).to_have_attribute("aria-pressed", "false")
+        await expect(button).to_have_text(off)
 
     # Returning the case needs no materials (completing and accepting need them all).
     await finish_and_rate(point, clerk, outcome="returned", rate=False)
-    status = point.locator("[data-test=case-status]")
-    assert await status.get_attribute("data-status") == "returned"
-    kinds = await point.locator(".tl-kind").evaluate_all("els => els.map(e => e.dataset.kind)")
-    for kind in ("created", "consent", "ticket.taken", "call.answered", "status.returned"):
-        assert kind in kinds, kinds
+    await expect(point.locator("[data-test=case-status]")).to_have_attribute(
+        "data-status", "returned"
+    )
+    await expect_timeline(
+        point, ("created", "consent", "ticket.taken", "call.answered", "status.returned")
+    )
     await shoot(point, "point-done", TABLET)
 
 
@@ -172,9 +180,7 @@ async def test_full_flow_with_materials_and_rating(
     # Completing needs every required material: the community certificate is still missing.
     await clerk.click("[data-test=outcome-completed]")
     await clerk.click("[data-test=finish]")
-    error = clerk.locator("[data-test=finish-error]")
-    await error.wait_for()
-    assert "社区" in await error.inner_text()
+    await expect(clerk.locator("[data-test=finish-error]")).to_contain_text("社区")
     cert = point.locator("[data-test=checklist-item]", has_text="社区（村）证明")
     await cert.locator("input[type=file]").set_input_files(document_photo(tmp_path, "cert"))
     c_cert = clerk.locator("[data-test=checklist-item]", has_text="社区（村）证明")
@@ -182,16 +188,18 @@ async def test_full_flow_with_materials_and_rating(
     await clerk.locator("[data-test=checklist-complete]", has_text="材料齐全").wait_for()
 
     await finish_and_rate(point, clerk, outcome="completed", rate=True)
-    status = point.locator("[data-test=case-status]")
-    assert await status.get_attribute("data-status") == "completed"
-    kinds = await point.locator(".tl-kind").evaluate_all("els => els.map(e => e.dataset.kind)")
-    for kind in (
-        "ticket.taken",
-        "call.answered",
-        "material.upload",
-        "material.rejected",
-        "material.accepted",
-        "status.completed",
-        "rating",
-    ):
-        assert kind in kinds, kinds
+    await expect(point.locator("[data-test=case-status]")).to_have_attribute(
+        "data-status", "completed"
+    )
+    await expect_timeline(
+        point,
+        (
+            "ticket.taken",
+            "call.answered",
+            "material.upload",
+            "material.rejected",
+            "material.accepted",
+            "status.completed",
+            "rating",
+        ),
+    )

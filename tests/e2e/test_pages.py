@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tests.e2e.conftest import (
     DESKTOP,
     TABLET_LANDSCAPE,
     TABLET_PORTRAIT,
+    expect,
     in_english_large_text,
     login,
     new_page,
@@ -17,6 +19,7 @@ from tests.e2e.conftest import (
 from tests.e2e.server import Server
 
 ALL = [TABLET_LANDSCAPE, TABLET_PORTRAIT, DESKTOP]
+LARGE_TEXT = re.compile(r"(^|\s)large-text(\s|$)")
 PHONE = {"width": 390, "height": 844}
 
 
@@ -26,7 +29,7 @@ async def test_login_in_both_languages_and_large_text(browser: Any, server: Serv
     await page.wait_for_selector("#username")
     await shoot(page, "login", ALL)
     await page.click("button[type=submit]")
-    assert "请输入用户名和密码" in await page.inner_text("[role=alert]")
+    await expect(page.locator("[role=alert]")).to_contain_text("请输入用户名和密码")
     await page.fill("#username", "worker")
     await page.fill("#password", "wrong-password")
     await page.click("button[type=submit]")
@@ -34,14 +37,16 @@ async def test_login_in_both_languages_and_large_text(browser: Any, server: Serv
 
     await page.click("[data-test=lang]")
     await page.wait_for_selector("text=Log in")
-    assert await page.get_attribute("html", "lang") == "en"
+    html = page.locator("html")
+    await expect(html).to_have_attribute("lang", "en")
     await page.click("[data-test=large-text]")
-    assert "large-text" in (await page.get_attribute("html", "class") or "")
+    await expect(html).to_have_class(LARGE_TEXT)
     await shoot(page, "login-en-large", [TABLET_LANDSCAPE])
     # Both choices are kept on this device.
     await page.reload()
     await page.wait_for_selector("text=Log in")
-    assert "large-text" in (await page.get_attribute("html", "class") or "")
+    await expect(html).to_have_attribute("lang", "en")
+    await expect(html).to_have_class(LARGE_TEXT)
 
 
 async def test_point_before_the_call(browser: Any, server: Server) -> None:
@@ -50,16 +55,13 @@ async def test_point_before_the_call(browser: Any, server: Server) -> None:
     await page.fill("#item-q", "高龄")
     await page.press("#item-q", "Enter")
     card = page.locator("[data-test=item-card]", has_text="高龄津贴")
-    await card.wait_for()
-    assert "户口簿" in await card.inner_text()  # each item lists its required materials
+    await expect(card).to_contain_text("户口簿")  # each item lists its required materials
     await card.click()
     # The ID number is checked live: a wrong check character is explained.
     good = resident_id(70)
     bad = good[:-1] + ("0" if good[-1] != "0" else "1")
     await page.fill("#id-number", bad)
-    error = page.locator("[data-test=id-error]")
-    await error.wait_for()
-    assert "校验" in await error.inner_text()
+    await expect(page.locator("[data-test=id-error]")).to_contain_text("校验")
     await page.fill("#id-number", good)
     await page.wait_for_selector("[data-test=id-valid]")
     await page.click("form:has(#id-number) button[type=submit]")
@@ -87,8 +89,7 @@ async def test_clerk_idle_expert_supervisor_admin(browser: Any, server: Server) 
     sup = await new_page(browser, server, DESKTOP)
     await login(sup, "supervisor", "/supervisor")
     rows = sup.locator("[data-test=board-row]")
-    await rows.first.wait_for()
-    assert await rows.count() > 50
+    await expect(rows.nth(50)).to_be_attached()  # more than 50 lines in the district
     await sup.wait_for_selector("[data-test=board-row] td.num:text-matches('^[0-9]+$')")
     await shoot(sup, "supervisor", [DESKTOP, TABLET_LANDSCAPE])
     await in_english_large_text(sup, "supervisor")

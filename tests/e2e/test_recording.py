@@ -6,8 +6,8 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from tests.e2e.conftest import DESKTOP, login, new_page, shoot
-from tests.e2e.flow import return_case
+from tests.e2e.conftest import DESKTOP, expect, login, new_page, shoot
+from tests.e2e.flow import return_case, skip_rating
 from tests.e2e.server import Server
 from tests.e2e.test_cloud_window import start_call
 
@@ -31,7 +31,8 @@ PLAYABLE_JS = """() => {
 async def play_first_segment(page: Any, role: str) -> int:
     """Play the first segment of `role`'s recording; check that it plays; return its id."""
     seg = page.locator(f"[data-test=recording][data-role={role}] [data-test=segment]").first
-    assert await seg.get_attribute("data-type") == "video/webm"  # VP8 kept for the recorder
+    await expect(seg).to_have_attribute("data-type", "video/webm")  # VP8 kept for the recorder
+    seg_id = int(await seg.get_attribute("data-segment"))
     await seg.click()
     await page.wait_for_function(PLAYABLE_JS, timeout=15_000)
     start = await page.eval_on_selector("[data-test=recording-video]", "v => v.currentTime")
@@ -41,7 +42,7 @@ async def play_first_segment(page: Any, role: str) -> int:
         arg=start,
         timeout=10_000,
     )
-    return int(await seg.get_attribute("data-segment"))
+    return seg_id
 
 
 def decoded_frames(webm: bytes) -> tuple[str, int]:
@@ -62,13 +63,16 @@ async def test_recorded_call_is_announced_captured_and_played_back(
 
     # Everyone is told, and sees it recording; this item requires it, so the clerk cannot stop.
     for page in (point, clerk):
-        assert (await page.locator("[data-test=rec-notice]").inner_text()).strip() == NOTICE
-        indicator = page.locator("[data-test=rec-indicator][data-state=active]")
-        await indicator.wait_for()
-        assert "● 录像中" in await indicator.inner_text()
-    assert "本事项要求全程录像" in await clerk.locator("[data-test=rec-required]").inner_text()
-    assert await clerk.locator("[data-test=rec-stop]").count() == 0
-    assert await point.locator("[data-test=capture]").count() == 0  # capturing is the clerk's
+        await expect(page.locator("[data-test=rec-notice]")).to_have_text(NOTICE)
+        indicator = page.locator("[data-test=rec-indicator]")
+        await expect(indicator).to_have_attribute("data-state", "active")
+        await expect(indicator).to_contain_text("● 录像中")
+    # Asserted once the page shows the rule, so the stop button would be rendered by now.
+    await expect(clerk.locator("[data-test=rec-required]")).to_contain_text("本事项要求全程录像")
+    await expect(clerk.locator("[data-test=rec-stop]")).to_have_count(0)
+    await expect(clerk.locator("[data-test=capture]")).to_be_visible()
+    await expect(point.locator("[data-test=mute]")).to_be_visible()  # the point's controls
+    await expect(point.locator("[data-test=capture]")).to_have_count(0)  # capturing is the clerk's
 
     # The clerk captures the point's video: a toast, then the still under "other materials".
     await clerk.click("[data-test=capture]")
@@ -89,9 +93,7 @@ async def test_recorded_call_is_announced_captured_and_played_back(
     # A few seconds of call, so each side has finished 2-second segments; then both leave.
     await clerk.wait_for_timeout(2_500)
     await return_case(clerk, "录像测试")
-    await point.click("[data-test=to-rating]")
-    await point.click("text=跳过")
-    await point.wait_for_selector("[data-test=case-summary]")
+    await skip_rating(point)
 
     # The clerk looks back at the case: both recordings, and a segment plays in the page.
     await clerk.click("[data-test=open-case]")

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
@@ -18,6 +19,7 @@ from aiortc import RTCPeerConnection
 from media import passthrough
 from media.recorder import Recorder, Segment
 from tests.media.peers import (
+    FPS,
     Participant,
     RecorderPeer,
     connect,
@@ -30,6 +32,7 @@ from tests.media.peers import (
 ROOT = Path(__file__).resolve().parents[2]
 VIDEO_FRAMES = 60  # 4 s at 15 fps
 AUDIO_FRAMES = 200  # 4 s of 20 ms frames
+AUDIO_FRAME_S = 0.02
 
 
 async def _record_call(tmp_path: Path, codec: str) -> tuple[Participant, Recorder, list[Segment]]:
@@ -71,6 +74,31 @@ def _check_segment(segment: Segment, suffix: str, video_codec: str) -> dict:
     return streams
 
 
+@dataclass
+class Timing:
+    """When a stream of a file starts and ends, and its longest step between packets (s)."""
+
+    first: float
+    last: float
+    longest_step: float = 0.0
+
+
+def _timing(path: Path) -> dict[str, Timing]:
+    out: dict[str, Timing] = {}
+    with av.open(str(path)) as container:
+        for packet in container.demux():
+            if packet.size == 0 or packet.pts is None:
+                continue
+            t = float(packet.pts * packet.time_base)
+            kind = packet.stream.type
+            if kind not in out:
+                out[kind] = Timing(t, t)
+                continue
+            out[kind].longest_step = max(out[kind].longest_step, t - out[kind].last)
+            out[kind].last = t
+    return out
+
+
 @pytest.mark.parametrize(
     ("codec", "suffix", "ffmpeg_codec"), [("VP8", ".webm", "vp8"), ("H264", ".ts", "h264")]
 )
@@ -86,10 +114,22 @@ async def test_a_call_is_recorded_in_keyframe_aligned_segments_without_losing_fr
         streams = _check_segment(segment, suffix, ffmpeg_codec)
         video_frames += streams["video"].packets
         audio_frames += streams["audio"].packets
-    assert abs(video_frames - sender.video.sent) <= 0.02 * sender.video.sent
-    assert sender.audio is not None
-    # Audio: the jitter buffer holds back its last 4-5 frames (20 ms each).
-    assert audio_frames >= 0.96 * sender.audio.sent
+    # Every frame sent is in the files but the last, which aiortc's jitter buffer keeps.
+    assert sender.video.sent - 1 <= video_frames <= sender.video.sent
+    # The call had sound from start to end (not only a few frames of it), and the recording
+    # keeps it all but the last 4-5 frames (20 ms each) that the jitter buffer holds back.
+    audio_sent = sender.audio.sent if sender.audio is not None else 0
+    assert audio_frames >= 0.9 * AUDIO_FRAMES
+    assert audio_frames >= 0.96 * audio_sent
+    for segment in segments:
+        timing = _timing(segment.path)
+        video, audio = timing["video"], timing["audio"]
+        # The picture never skips a frame and the sound never drops out inside a segment ...
+        assert video.longest_step <= 1.5 / FPS, (segment.index, video)
+        assert audio.longest_step <= 1.5 * AUDIO_FRAME_S, (segment.index, audio)
+        # ... and the sound lasts as long as the picture (a muted segment would not).
+        assert abs(audio.first - video.first) <= 0.25, (segment.index, timing)
+        assert abs(audio.last - video.last) <= 0.25, (segment.index, timing)
     assert sum(s.duration for s in segments) == pytest.approx(VIDEO_FRAMES / 15, abs=0.3)
     assert recorder.skipped == recorder.dropped == {"audio": 0, "video": 0}
     assert {"video": video_frames, "audio": audio_frames} == recorder.received

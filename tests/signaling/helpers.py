@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 from collections import defaultdict
 from collections.abc import Callable
@@ -10,8 +11,12 @@ from typing import Any
 
 import aiohttp
 import socketio
+from sqlmodel import select
 from yarl import URL
 
+from core.db import Database, utcnow
+from core.models import Case, CaseStatus, Site, Staff, StaffLine, StaffSite, WindowLine
+from signaling.models import Ticket, TicketStatus
 from tests.conftest import User
 from tests.factories import aged, site_by_code
 
@@ -163,3 +168,68 @@ class RawSocket:
 def cookie_of(user: User) -> str:
     jar = user.http.cookie_jar.filter_cookies(URL(user.base))
     return "; ".join(f"{k}={v.value}" for k, v in jar.items())
+
+
+async def fill_queue(
+    db_url: str, *, clerks: int, tickets: int, prefix: str
+) -> tuple[list[str], set[int]]:
+    """Extra clerks on 高桥镇·民政 and waiting tickets there (every 7th a priority one).
+
+    Returns the clerks' usernames (password: the demo one) and the waiting tickets' ids.
+    """
+    db = Database(db_url)
+    try:
+        async with db.session() as s:
+            line = (
+                await s.exec(select(WindowLine).where(WindowLine.code == "T07-civil_affairs"))
+            ).one()
+            town = (await s.exec(select(Site).where(Site.code == "T07"))).one()
+            point = (await s.exec(select(Site).where(Site.code == "T07-C01"))).one()
+            template = (await s.exec(select(Staff).where(Staff.username == "clerk"))).one()
+            names = [f"{prefix}{i:02d}" for i in range(clerks)]
+            staff = [
+                Staff(
+                    username=n, display_name=n, role="clerk", password_hash=template.password_hash
+                )
+                for n in names
+            ]
+            s.add_all(staff)
+            await s.flush()
+            for c in staff:
+                s.add(StaffLine(staff_id=c.id or 0, line_id=line.id or 0))
+                s.add(StaffSite(staff_id=c.id or 0, site_id=town.id or 0))
+            now = utcnow()
+            cases = [
+                Case(
+                    number=f"{prefix.upper()}{i:06d}",
+                    item_id=1,
+                    site_id=point.id or 0,
+                    line_id=line.id,
+                    status=CaseStatus.open,
+                )
+                for i in range(tickets)
+            ]
+            s.add_all(cases)
+            await s.flush()
+            s.add_all(
+                Ticket(
+                    line_id=line.id or 0,
+                    case_id=c.id or 0,
+                    day=now.date(),
+                    seq=900 + i,
+                    number=f"R{i:04d}",
+                    status=TicketStatus.waiting,
+                    priority=1 if i % 7 == 0 else 0,
+                    item_id=1,
+                    point_site_id=point.id or 0,
+                    waiting_since=now - dt.timedelta(seconds=tickets - i),
+                )
+                for i, c in enumerate(cases)
+            )
+            await s.commit()
+            ids = (
+                await s.exec(select(Ticket.id).where(Ticket.status == TicketStatus.waiting))
+            ).all()
+            return names, {i for i in ids if i is not None}
+    finally:
+        await db.dispose()

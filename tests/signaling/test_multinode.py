@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,23 +11,13 @@ import aiohttp
 import pytest
 from sqlmodel import col, select
 
-from core.db import Database, utcnow
-from core.models import (
-    Call,
-    CallStatus,
-    Case,
-    CaseStatus,
-    Site,
-    Staff,
-    StaffLine,
-    StaffSite,
-    WindowLine,
-)
+from core.db import Database
+from core.models import Call, CallStatus
 from signaling.models import Presence, Ticket, TicketStatus
 from tests.conftest import User
-from tests.signaling.helpers import Sock, gaoqiao_setup, new_resident, take_payload
+from tests.signaling.helpers import Sock, fill_queue, gaoqiao_setup, new_resident, take_payload
 from tests.signaling.nodes import Node, cluster_env
-from tests.signaling.test_media import Peer
+from tests.signaling.test_media import DESK_COLOUR, POINT_COLOUR, Peer, assert_sees
 from tests.uploads.helpers import complete_materials
 
 CLERKS = 50
@@ -83,14 +72,21 @@ async def test_call_between_peers_on_different_nodes(cluster: tuple[Node, Node])
         call = called["call"]
         await worker.wait("ticket:called")  # crossed from node B to node A through Redis
         await worker.ok("ticket:answer", {"ticket_id": ticket["id"]})
-        point, desk = Peer(worker, call["call_id"]), Peer(clerk, call["call_id"])
+        point = Peer(worker, call["call_id"], POINT_COLOUR)
+        desk = Peer(clerk, call["call_id"], DESK_COLOUR)
         await asyncio.gather(point.offer_to(call["participant_id"]), desk.answer_offer())
         await point.take_answer()
-        frames = await asyncio.gather(point.frames(), desk.frames())
-        assert frames == [10, 10]
-        # Documents uploaded on node A reach the clerk's checklist on node B.
-        await complete_materials(worker.user, clerk.user, ticket["case_id"])
-        assert len(clerk.heard["material:uploaded"]) == 3
+        point_sees, desk_sees = await asyncio.gather(point.frames(), desk.frames())
+        assert_sees(point_sees, DESK_COLOUR, "the point on node A")
+        assert_sees(desk_sees, POINT_COLOUR, "the clerk on node B")
+        # Each document uploaded on node A reaches the clerk's checklist on node B.
+        done = await complete_materials(worker.user, clerk.user, ticket["case_id"])
+        assert len(done) == 3
+        for m in done:
+            heard = await clerk.wait(
+                "material:uploaded", lambda d, mid=m["id"]: d["material"]["id"] == mid
+            )
+            assert heard["case_id"] == ticket["case_id"]
         await clerk.ok("ticket:finish", {"ticket_id": ticket["id"], "outcome": "completed"})
         assert (await worker.wait("case:finished"))["outcome"] == "completed"
     finally:
@@ -103,71 +99,10 @@ async def test_call_between_peers_on_different_nodes(cluster: tuple[Node, Node])
             await h.close()
 
 
-async def _fill_queue(db_url: str) -> tuple[list[str], set[int]]:
-    """50 extra clerks on 高桥镇·民政 and 1,000 waiting tickets (some priority)."""
-    db = Database(db_url)
-    try:
-        async with db.session() as s:
-            line = (
-                await s.exec(select(WindowLine).where(WindowLine.code == "T07-civil_affairs"))
-            ).one()
-            town = (await s.exec(select(Site).where(Site.code == "T07"))).one()
-            point = (await s.exec(select(Site).where(Site.code == "T07-C01"))).one()
-            template = (await s.exec(select(Staff).where(Staff.username == "clerk"))).one()
-            names = [f"race{i:02d}" for i in range(CLERKS)]
-            clerks = [
-                Staff(
-                    username=n, display_name=n, role="clerk", password_hash=template.password_hash
-                )
-                for n in names
-            ]
-            s.add_all(clerks)
-            await s.flush()
-            for c in clerks:
-                s.add(StaffLine(staff_id=c.id or 0, line_id=line.id or 0))
-                s.add(StaffSite(staff_id=c.id or 0, site_id=town.id or 0))
-            now = utcnow()
-            cases = [
-                Case(
-                    number=f"RACE{i:06d}",
-                    item_id=1,
-                    site_id=point.id or 0,
-                    line_id=line.id,
-                    status=CaseStatus.open,
-                )
-                for i in range(TICKETS)
-            ]
-            s.add_all(cases)
-            await s.flush()
-            day = now.date()
-            s.add_all(
-                Ticket(
-                    line_id=line.id or 0,
-                    case_id=c.id or 0,
-                    day=day,
-                    seq=900 + i,
-                    number=f"R{i:04d}",
-                    status=TicketStatus.waiting,
-                    priority=1 if i % 7 == 0 else 0,
-                    item_id=1,
-                    point_site_id=point.id or 0,
-                    waiting_since=now - dt.timedelta(seconds=TICKETS - i),
-                )
-                for i, c in enumerate(cases)
-            )
-            await s.commit()
-            ids = set(
-                (await s.exec(select(Ticket.id).where(Ticket.status == TicketStatus.waiting))).all()
-            )
-            return names, {i for i in ids if i is not None}
-    finally:
-        await db.dispose()
-
-
 async def test_fifty_clerks_on_two_nodes_never_share_or_lose_a_ticket(
     cluster: tuple[Node, Node], pg_demo_url: str
 ) -> None:
-    names, waiting = await _fill_queue(pg_demo_url)
+    names, waiting = await fill_queue(pg_demo_url, clerks=CLERKS, tickets=TICKETS, prefix="race")
     assert len(waiting) == TICKETS
     opened: list[aiohttp.ClientSession] = []
     socks: list[Sock] = []

@@ -6,6 +6,7 @@ import io
 import os
 import struct
 import zlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -140,6 +141,21 @@ async def send(user: User, form: dict[str, Any], data: bytes, content_type: str)
             fd.add_field(k, v)
         fd.add_field("file", data, filename="upload", content_type=content_type)
         async with http.post(url, data=fd) as r:
+            await r.read()
+            return r.status
+
+
+async def send_chunked(form: dict[str, Any], base: str, data: bytes, content_type: str) -> int:
+    """PUT to our signed URL without a Content-Length (chunked), 64 KiB at a time."""
+    url = form["url"] if form["url"].startswith("http") else f"{base}{form['url']}"
+
+    async def body() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), 65536):
+            yield data[i : i + 65536]
+
+    async with aiohttp.ClientSession() as http:
+        headers = {"Content-Type": content_type, **form.get("headers", {})}
+        async with http.put(url, data=body(), headers=headers) as r:
             await r.read()
             return r.status
 

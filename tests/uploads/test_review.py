@@ -139,6 +139,43 @@ async def test_only_a_clerk_of_the_case_reviews(sock: Any, as_user: Any) -> None
     assert item["materials"][0]["status"] == "pending"
 
 
+# The gate reads only the database: one object store is enough.
+@pytest.mark.parametrize("storage", ["local"], indirect=True)
+async def test_finishing_is_refused_while_a_required_material_awaits_review(
+    sock: Any, storage: str
+) -> None:
+    worker, clerk = await sock("worker"), await sock("clerk")
+    env = await call_for_case(worker, clerk)
+    case_id, specs, ticket_id = env["case_id"], env["specs"], env["ticket"]["id"]
+    uploaded = {
+        name: await upload(worker.user, case_id, specs[name], jpeg(), "image/jpeg")
+        for name in (ID_CARD, HUKOU, PROOF)
+    }
+    for name in (ID_CARD, PROOF):
+        r = await clerk.user.post(
+            f"/api/v1/materials/{uploaded[name]['id']}/review", json={"decision": "accept"}
+        )
+        assert r.status == 200, await r.text()
+
+    # Every required document is there, one not yet looked at: neither completing nor
+    # accepting for approval goes through, and the refusal names the one waiting.
+    for outcome in ("completed", "accepted"):
+        err = await clerk.err("ticket:finish", {"ticket_id": ticket_id, "outcome": outcome})
+        assert err["code"] == "case.materials_incomplete", (outcome, err)
+        assert err["details"] == [{"spec_id": specs[HUKOU], "name": HUKOU, "state": "uploaded"}]
+        assert HUKOU in err["message"] and ID_CARD not in err["message"]
+    case = await (await clerk.user.get(f"/api/v1/cases/{case_id}")).json()
+    assert case["status"] == "in_service"
+    assert "case:finished" not in worker.heard
+
+    r = await clerk.user.post(
+        f"/api/v1/materials/{uploaded[HUKOU]['id']}/review", json={"decision": "accept"}
+    )
+    assert r.status == 200
+    done = await clerk.ok("ticket:finish", {"ticket_id": ticket_id, "outcome": "completed"})
+    assert done["outcome"] == "completed"
+
+
 def test_a_material_awaiting_review_is_not_done() -> None:
     from uploads.checklist import item_state
     from uploads.models import ItemState, Material, MaterialStatus

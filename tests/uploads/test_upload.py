@@ -24,6 +24,7 @@ from tests.uploads.helpers import (
     png,
     png_bomb,
     send,
+    send_chunked,
     slot,
     upload,
 )
@@ -89,6 +90,16 @@ async def test_pdf_png_and_heic_are_accepted(as_user: Any) -> None:
 async def _objects(client: Any) -> set[str]:
     store = client.app[MATERIALS].store
     return {o.key for o in await store.list_objects()}
+
+
+def _store_files(client: Any) -> list[str]:
+    """Every file in the local store's directory, temp and part files included ([] on S3,
+    which keeps no temp files of ours)."""
+    store = client.app[MATERIALS].store
+    root = getattr(store, "root", None)
+    if root is None:
+        return []
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
 
 async def _rows(client: Any, table: str) -> int:
@@ -180,6 +191,13 @@ async def test_a_file_over_the_limit_is_refused(client: Any, as_user: Any) -> No
     status = await send(worker, form, small + b"0" * 5000, "application/pdf")
     assert status in (400, 413), status
     assert await _objects(client) == set()
+    assert _store_files(client) == []  # nor a temp file of the refused bytes
+    if form["method"] == "PUT":
+        # Sent without a length (chunked), the excess shows only once it streams in: the
+        # write already begun is dropped, and no temp file of it stays in the store.
+        status = await send_chunked(form, worker.base, small + b"0" * 300_000, "application/pdf")
+        assert status == 413, status
+        assert _store_files(client) == []
     nothing = await worker.post(f"/api/v1/uploads/{form['id']}/confirm")
     assert nothing.status == 422
     assert (await nothing.json())["error"]["code"] == "upload.not_received"
