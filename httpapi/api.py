@@ -107,6 +107,29 @@ class Route:
     status: int = 200
     tags: tuple[str, ...] = ()
 
+    @property
+    def needs_csrf(self) -> bool:
+        """Whether a request must echo the session's CSRF token (see authenticate_request)."""
+        return self.auth and self.method in UNSAFE_METHODS
+
+
+@dataclass
+class RawRoute:
+    """A route aiohttp serves outside the Api (a signed link that streams its body), listed in
+    the document only: it has no session, so its query is what the signature covers."""
+
+    method: str
+    path: str
+    operation_id: str
+    summary: str
+    description: str
+    query: type[BaseModel]
+    body: str | None  # what the raw body is and which headers go with it; None: no body
+    response: Any
+    status: int
+    errors: dict[int, str]  # status -> when
+    tags: tuple[str, ...] = ()
+
 
 @dataclass
 class Api:
@@ -115,6 +138,7 @@ class Api:
     title: str = "CloudWindow API"
     version: str = "1"
     routes: list[Route] = field(default_factory=list)
+    raw_routes: list[RawRoute] = field(default_factory=list)
 
     def add(
         self,
@@ -134,6 +158,10 @@ class Api:
         self.routes.append(
             Route(method, path, handler, summary, action, auth, body, query, response, status, tags)
         )
+
+    def describe(self, route: RawRoute) -> None:
+        """List a route that is registered on the app directly (its handler is not the Api's)."""
+        self.raw_routes.append(route)
 
     def install(self, app: web.Application) -> None:
         for route in self.routes:
@@ -189,32 +217,15 @@ class Api:
                             "application/json": {"schema": _schema(r.response, components)}
                         },
                     },
-                    "default": {
-                        "description": "Error",
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/ErrorBody"}
-                            }
-                        },
-                    },
+                    "default": _error_response("Error"),
                 },
             }
             params = [
-                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                for n in _path_names(r.path)
+                {"name": n, "in": "path", "required": True, "schema": schema}
+                for n, schema in _path_params(r.path)
             ]
             if r.query is not None:
-                qs = r.query.model_json_schema(ref_template="#/components/schemas/{model}")
-                components.update(qs.pop("$defs", {}))
-                for name, prop in qs.get("properties", {}).items():
-                    params.append(
-                        {
-                            "name": name,
-                            "in": "query",
-                            "required": name in qs.get("required", []),
-                            "schema": prop,
-                        }
-                    )
+                params.extend(_query_params(r.query, components))
             if params:
                 op["parameters"] = params
             if r.body is not None:
@@ -224,20 +235,111 @@ class Api:
                         "application/json": {"schema": _schema(r.body, components, "validation")}
                     },
                 }
-            if r.auth:
-                op["security"] = [{"session": []}]
+            # Staff sign in with cw_session, residents with cw_resident; the action's policy
+            # says which roles may call the route.
+            if r.needs_csrf:
+                op["security"] = [{"session": [], "csrf": []}, {"resident": [], "csrf": []}]
+                op["responses"]["403"] = {"$ref": "#/components/responses/Forbidden"}
+            elif r.auth:
+                op["security"] = [{"session": []}, {"resident": []}]
             paths.setdefault(_openapi_path(r.path), {})[r.method.lower()] = op
+        for raw in self.raw_routes:
+            paths.setdefault(raw.path, {})[raw.method.lower()] = _raw_operation(raw, components)
         return {
             "openapi": "3.1.0",
             "info": {"title": self.title, "version": self.version},
             "paths": paths,
             "components": {
                 "schemas": components,
+                "responses": {"Forbidden": _forbidden_response()},
                 "securitySchemes": {
-                    "session": {"type": "apiKey", "in": "cookie", "name": "cw_session"}
+                    "session": {"type": "apiKey", "in": "cookie", "name": "cw_session"},
+                    "resident": {
+                        "type": "apiKey",
+                        "in": "cookie",
+                        "name": resident_auth.RESIDENT_COOKIE,
+                        "description": "A resident signed in on their phone (SMS code).",
+                    },
+                    "csrf": {
+                        "type": "apiKey",
+                        "in": "header",
+                        "name": "X-CSRF-Token",
+                        "description": (
+                            "The session's CSRF token: `csrf_token` of the login answer (staff "
+                            "and residents), also in the readable `cw_csrf` cookie. Every "
+                            "POST, PUT, PATCH and DELETE of a signed-in session must send it; "
+                            "without it, or with a wrong one, the answer is 403 `csrf`."
+                        ),
+                    },
                 },
             },
         }
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+
+
+def _forbidden_response() -> dict[str, Any]:
+    return {
+        "description": (
+            "Refused: `csrf` when the X-CSRF-Token header is missing or is not the session's "
+            "token; `forbidden_origin` when the Origin is another site's; `forbidden_role` "
+            "when the role may not do this; an operation's own rules may refuse with other "
+            "codes (`forbidden_site`)."
+        ),
+        "content": {
+            "application/json": {
+                "schema": {"$ref": "#/components/schemas/ErrorBody"},
+                "example": {
+                    "error": {
+                        "code": "csrf",
+                        "message": "Request check failed; reload the page and try again",
+                        "request_id": "5f0c3e1a9b2d4c6e8f7a1b3c5d7e9f01",
+                    }
+                },
+            }
+        },
+    }
+
+
+def _query_params(model: type[BaseModel], components: dict[str, Any]) -> list[dict[str, Any]]:
+    qs = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    components.update(qs.pop("$defs", {}))
+    return [
+        {"name": name, "in": "query", "required": name in qs.get("required", []), "schema": prop}
+        | ({"description": prop["description"]} if "description" in prop else {})
+        for name, prop in qs.get("properties", {}).items()
+    ]
+
+
+def _raw_operation(raw: RawRoute, components: dict[str, Any]) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": raw.summary,
+        "description": raw.description,
+        "operationId": raw.operation_id,
+        "tags": list(raw.tags),
+        "parameters": _query_params(raw.query, components),
+        "security": [],  # no session: the signature is the credential
+        "responses": {
+            str(raw.status): {
+                "description": "OK",
+                "content": {"application/json": {"schema": _schema(raw.response, components)}},
+            },
+            **{str(status): _error_response(when) for status, when in raw.errors.items()},
+            "default": _error_response("Error"),
+        },
+    }
+    if raw.body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "description": raw.body,
+            "content": {"*/*": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    return op
 
 
 ERROR_SCHEMA = {
@@ -258,8 +360,17 @@ ERROR_SCHEMA = {
 }
 
 
-def _path_names(path: str) -> list[str]:
-    return [seg[1:-1].split(":")[0] for seg in path.split("/") if seg.startswith("{")]
+def _path_params(path: str) -> list[tuple[str, dict[str, Any]]]:
+    """Each path parameter's name, and its pattern when the route matches one ({id:[0-9]+})."""
+    out = []
+    for seg in path.split("/"):
+        if seg.startswith("{"):
+            name, _, pattern = seg[1:-1].partition(":")
+            schema: dict[str, Any] = {"type": "string"}
+            if pattern:
+                schema["pattern"] = f"^{pattern}$"
+            out.append((name, schema))
+    return out
 
 
 def _openapi_path(path: str) -> str:
@@ -352,7 +463,8 @@ async def authenticate_request(request: web.Request, session: Any) -> Principal:
         raise Unauthenticated()
     if request.method in UNSAFE_METHODS:
         sent = request.headers.get("X-CSRF-Token", "")
-        if not sent or not hmac.compare_digest(sent, row.csrf_token):
+        # Our tokens are ASCII, and compare_digest raises on any other text.
+        if not sent or not sent.isascii() or not hmac.compare_digest(sent, row.csrf_token):
             raise Forbidden("csrf")
     request[keys.PRINCIPAL] = principal
     return principal

@@ -241,6 +241,34 @@ class PartRead(BaseModel):
     size: int
 
 
+# The local store's signed links, as the document describes them: the query is sent exactly
+# as the slot (or the part URL) gave it, since the signature covers every parameter.
+_SIGNED = "sent exactly as the upload URL gave it (the signature covers it)"
+
+
+class ObjectPutQuery(BaseModel):
+    action: Literal["put"] = In(description=f"Always put, {_SIGNED}")
+    key: str = In(description=f"Object key, {_SIGNED}")
+    type: str = In(description=f"Declared content type, {_SIGNED}")
+    max: str = In(description=f"Largest body in bytes, {_SIGNED}")
+    expires: str = In(description=f"Unix time the link expires, {_SIGNED}")
+    signature: str = In(description="HMAC of the other parameters")
+
+
+class ObjectPartQuery(BaseModel):
+    action: Literal["part"] = In(description=f"Always part, {_SIGNED}")
+    key: str = In(description=f"Object key, {_SIGNED}")
+    upload: str = In(description=f"Multipart upload id, {_SIGNED}")
+    n: str = In(description=f"Part number, {_SIGNED}")
+    max: str = In(description=f"Largest part in bytes, {_SIGNED}")
+    expires: str = In(description=f"Unix time the link expires, {_SIGNED}")
+    signature: str = In(description="HMAC of the other parameters")
+
+
+class StoredRead(BaseModel):
+    size: int
+
+
 class ReviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
     decision: Literal["accept", "reject"]

@@ -177,7 +177,8 @@ class LocalStore:
         params = {k: v for k, v in query.items() if k != "signature"}
         params["action"] = action
         sent = query.get("signature", "")
-        if not sent or not hmac.compare_digest(sent, self.sign(params)):
+        # Signatures are ASCII, and compare_digest raises on any other text.
+        if not sent or not sent.isascii() or not hmac.compare_digest(sent, self.sign(params)):
             raise LinkError("storage.bad_signature")
         expires = params.get("expires", "")
         if not expires.isdigit() or int(expires) < time.time():

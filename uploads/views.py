@@ -10,7 +10,7 @@ from aiohttp.http_exceptions import PayloadEncodingError
 
 from core.errors import AppError, NotFound, TooLarge, UnsupportedMediaType
 from httpapi import keys
-from httpapi.api import Api, Ctx
+from httpapi.api import Api, Ctx, RawRoute
 from uploads import review as review_service
 from uploads.common import log
 from uploads.intake import slot_open_at
@@ -20,6 +20,8 @@ from uploads.models import (
     LinkQuery,
     LinkRead,
     MaterialRead,
+    ObjectPartQuery,
+    ObjectPutQuery,
     PartRead,
     PartsIn,
     PartUrl,
@@ -29,6 +31,7 @@ from uploads.models import (
     ReviewIn,
     SlotIn,
     SlotRead,
+    StoredRead,
 )
 from uploads.service import Materials
 from uploads.storage import LOCAL_ROUTE, LinkError, LocalStore
@@ -237,8 +240,65 @@ def register(api: Api) -> None:
         tags=tags,
     )
 
+    describe_object_routes(api)
+
 
 # -- the local store's signed object routes (the S3 backend never uses them)
+
+LINK_ERRORS = (
+    (403, "`storage.bad_signature`: a parameter was changed, added or left out"),
+    (404, "`not_found`: the store is S3 (these routes are the local store's only)"),
+    (410, "`storage.link_expired`: the link expired, or its slot was confirmed or abandoned"),
+    (413, "`upload.too_large`: the body is larger than `max`"),
+)
+INTERRUPTED = "`upload.interrupted`: the body ended before its Content-Length"
+
+
+def describe_object_routes(api: Api) -> None:
+    """The signed PUTs a browser sends a file's bytes to on the local store (no session)."""
+    api.describe(
+        RawRoute(
+            "PUT",
+            f"{LOCAL_ROUTE}/put",
+            "put_object",
+            "Send a file's bytes to a local-store upload slot",
+            (
+                "The `url` of an upload slot (`POST /api/v1/cases/{case_id}/uploads`, "
+                "`method` PUT) points here. Send it unchanged: every query parameter is "
+                "signed. Send the slot's `headers` with it: `Content-Type` must be the type "
+                "the slot declared. Then confirm the slot."
+            ),
+            ObjectPutQuery,
+            "The file's bytes; Content-Type as in the slot's `headers`.",
+            StoredRead,
+            201,
+            {
+                **dict(LINK_ERRORS),
+                400: INTERRUPTED,
+                415: "`upload.type_mismatch`: Content-Type is not the slot's",
+            },
+            ("materials",),
+        )
+    )
+    api.describe(
+        RawRoute(
+            "PUT",
+            f"{LOCAL_ROUTE}/part",
+            "put_part",
+            "Send one part of a multipart upload to the local store",
+            (
+                "Each `url` of `POST /api/v1/uploads/{slot_id}/parts` points here; send it "
+                "unchanged (every query parameter is signed). Sending a part again replaces "
+                "it whole. The answer's `ETag` header is the part's MD5, as S3 gives it."
+            ),
+            ObjectPartQuery,
+            "The part's bytes.",
+            StoredRead,
+            201,
+            {**dict(LINK_ERRORS), 400: INTERRUPTED},
+            ("materials",),
+        )
+    )
 
 
 def _local(request: web.Request) -> LocalStore:

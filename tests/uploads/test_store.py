@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from uploads.storage import CHUNK, LocalStore, PartMismatch, new_key
+from uploads.storage import CHUNK, LinkError, LocalStore, PartMismatch, new_key
 
 PART = 5 * 1024 * 1024
 
@@ -62,6 +62,28 @@ async def test_a_write_that_fails_before_its_rename_leaves_no_temp_file(
         with pytest.raises(OSError):
             await write(new_key(30, 1, "pdf"))
         assert _files(store.root) == []
+
+
+async def test_a_copy_or_file_put_that_fails_before_its_rename_leaves_no_temp_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await _store(tmp_path)
+    src = new_key(30, 1, "pdf")
+    await store.put_bytes(src, b"%PDF-" + os.urandom(1000), "application/pdf")
+    upload = tmp_path / "upload.pdf"
+    upload.write_bytes(b"%PDF-" + os.urandom(1000))
+
+    def disk_full(_src: object, _dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    for write in (
+        lambda k: store.copy(src, k),
+        lambda k: store.put_file(k, upload, "application/pdf"),
+    ):
+        with pytest.raises(OSError):
+            await write(new_key(30, 1, "pdf"))
+        assert _files(store.root) == [src]
 
 
 async def test_a_part_that_breaks_leaves_nothing_and_replaces_nothing(tmp_path: Path) -> None:
@@ -156,3 +178,14 @@ async def test_s3_completes_only_the_parts_it_listed(s3_server: Any, tmp_path: P
             assert await store.get_bytes(key) == first + last
     finally:
         await store.close()
+
+
+async def test_a_signature_that_is_not_ascii_is_a_bad_signature(tmp_path: Path) -> None:
+    """Any text may arrive in the query; only our own (ASCII) signature is compared."""
+    store = await _store(tmp_path)
+    url = store.signed_url("put", {"key": new_key(30, 1, "jpg"), "type": "image/jpeg"}, 60)
+    query = dict(p.split("=", 1) for p in url.split("?", 1)[1].split("&"))
+    for forged in ("é", "签名", query["signature"][:-1] + "\u00ff"):
+        with pytest.raises(LinkError) as e:
+            store.verify("put", {**query, "signature": forged})
+        assert e.value.code == "storage.bad_signature"

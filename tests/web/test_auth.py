@@ -431,6 +431,19 @@ async def test_writes_need_the_sessions_csrf_token(as_user: Any, settings: Setti
     assert await resident_count(settings) == 1
 
 
+async def test_a_csrf_header_that_is_not_ascii_is_refused_like_a_wrong_one(
+    as_user: Any,
+) -> None:
+    """A header of other bytes (as a fuzzer or a broken proxy sends) is a 403, not a 500."""
+    clerk = await as_user("clerk")
+    for sent in ("é", "令牌".encode().decode("latin-1"), clerk.csrf[:-1] + "\u00ff"):
+        resp = await clerk.http.post(
+            f"{clerk.base}{API}/auth/logout", headers={"X-CSRF-Token": sent}
+        )
+        await expect_error(resp, 403, "csrf")
+    assert (await clerk.get(f"{API}/auth/me")).status == 200
+
+
 async def test_foreign_origin_is_refused(as_user: Any, settings: Settings) -> None:
     clerk = await as_user("clerk")
     body = {"name": "王五", "id_number": id_number(4)}
