@@ -5,7 +5,18 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from core import cases
+from core.errors import Conflict
 from core.models import (
+    BundleItem,
+    Case,
+    CaseEligibilityProblem,
+    CaseEligibilityRead,
+    CaseEvent,
+    EligibilityAcceptance,
     EligibilityProblem,
     EligibilityRead,
     EligibilityRules,
@@ -13,6 +24,8 @@ from core.models import (
     ServiceItem,
 )
 from core.residents import age_of
+
+ACCEPTED = "eligibility.accepted"  # the timeline event of the clerk's acceptance
 
 
 def rules(item: ServiceItem) -> EligibilityRules:
@@ -76,3 +89,75 @@ def check(item: ServiceItem, resident: Resident, today: dt.date) -> EligibilityR
         problems=found,
         remote_capable=item.remote_capable,
     )
+
+
+async def _items(session: AsyncSession, case: Case) -> list[ServiceItem]:
+    """The case's item, or every item of its bundle (the tablet checked them all)."""
+    if case.bundle_id is None:
+        item = await session.get(ServiceItem, case.item_id)
+        return [item] if item else []
+    rows = await session.exec(
+        select(ServiceItem)
+        .join(BundleItem, col(BundleItem.item_id) == col(ServiceItem.id))
+        .where(BundleItem.bundle_id == case.bundle_id)
+        .order_by(col(ServiceItem.id))
+    )
+    return list(rows.all())
+
+
+async def for_case(*, session: AsyncSession, case: Case, today: dt.date) -> CaseEligibilityRead:
+    """The case's items against its resident as of today, with the latest acceptance."""
+    assert case.id is not None
+    resident = await session.get(Resident, case.resident_id) if case.resident_id else None
+    found: list[CaseEligibilityProblem] = []
+    if resident is not None:
+        for item in await _items(session, case):
+            found += [
+                CaseEligibilityProblem(item_code=item.code, **p.model_dump())
+                for p in problems(item, resident, today)
+            ]
+    ev = (
+        await session.exec(
+            select(CaseEvent)
+            .where(CaseEvent.case_id == case.id, CaseEvent.kind == ACCEPTED)
+            .order_by(col(CaseEvent.id).desc())
+            .limit(1)
+        )
+    ).first()
+    accepted = None
+    if ev is not None:
+        accepted = EligibilityAcceptance(
+            at=ev.at,
+            actor_id=ev.actor_id,
+            reason=str(ev.data.get("reason", "")),
+            rules=[str(r) for r in ev.data.get("rules", [])],
+        )
+    return CaseEligibilityRead(
+        case_id=case.id, checked=resident is not None, problems=found, accepted=accepted
+    )
+
+
+async def accept(
+    *, session: AsyncSession, case: Case, actor_id: int | None, reason: str, today: dt.date
+) -> CaseEligibilityRead:
+    """The clerk accepts the case although the resident does not meet a rule; the reason and
+    the rules go on the timeline. Refused when there is nothing to accept, or once done."""
+    now = await for_case(session=session, case=case, today=today)
+    if not now.problems:
+        raise Conflict("eligibility.nothing_to_accept")
+    if now.accepted is not None:
+        raise Conflict("eligibility.already_accepted")
+    rules = list(dict.fromkeys(p.code for p in now.problems))
+    ev = cases.add_event(
+        session,
+        case,
+        ACCEPTED,
+        actor_id=actor_id,
+        data={
+            "reason": reason,
+            "rules": rules,
+            "items": list(dict.fromkeys(p.item_code for p in now.problems)),
+        },
+    )
+    now.accepted = EligibilityAcceptance(at=ev.at, actor_id=actor_id, reason=reason, rules=rules)
+    return now

@@ -14,6 +14,18 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The text contains invisible control characters; remove them and try again",
     ),
     "too_deep": ("提交的数据嵌套层数过多", "The data is nested too deeply"),
+    "halls.where": (
+        "请给出服务点（site_id）或坐标（lat、lng）",
+        "Give a service point (site_id) or a coordinate (lat and lng)",
+    ),
+    "eligibility.nothing_to_accept": (
+        "该居民符合此事项的条件，无需确认受理",
+        "The resident meets the item's rules; there is nothing to accept",
+    ),
+    "eligibility.already_accepted": (
+        "已确认受理过此办件的条件不符",
+        "The eligibility mismatch of this case was already accepted",
+    ),
     "alert.state": (
         "该预警当前为{status}状态，不能这样处理",
         "The alert is {status}; it cannot be handled this way",

@@ -449,6 +449,33 @@ class EligibilityRead(BaseModel):
     remote_capable: bool
 
 
+class CaseEligibilityProblem(EligibilityProblem):
+    item_code: str
+
+
+class EligibilityAcceptance(BaseModel):
+    """The clerk's "accept despite the mismatch", as written on the case timeline."""
+
+    at: dt.datetime
+    actor_id: int | None
+    reason: str
+    rules: list[str]
+
+
+class CaseEligibilityRead(BaseModel):
+    """A case's items checked against its resident now, and the clerk's acceptance if any."""
+
+    case_id: int
+    checked: bool  # False when the case has no resident to check
+    problems: list[CaseEligibilityProblem]
+    accepted: EligibilityAcceptance | None = None
+
+
+class EligibilityAcceptIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+    reason: str = pydantic.Field(min_length=2, max_length=500)
+
+
 class ItemRead(BaseModel):
     id: int
     code: str

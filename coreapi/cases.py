@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from zoneinfo import ZoneInfo
 
 from pydantic import Field
 from sqlalchemy.exc import IntegrityError
 
-from core import audit, cases, residents
+from core import audit, cases, eligibility, residents
 from core.access import CaseUse, require_case
 from core.db import utcnow
 from core.errors import Conflict, NotFound
 from core.inputs import MAX_ID
-from core.models import CaseCreate, CaseRead, CaseStatus, RatingIn, RatingRead, ResidentSummary
+from core.models import (
+    CaseCreate,
+    CaseEligibilityRead,
+    CaseRead,
+    CaseStatus,
+    EligibilityAcceptIn,
+    RatingIn,
+    RatingRead,
+    ResidentSummary,
+)
 from coreapi.shapes import MAX_OFFSET, V1, Query
 from httpapi.api import Api, Ctx
 
@@ -78,10 +88,44 @@ async def case_resident(ctx: Ctx) -> ResidentSummary:
         detail={"case": case.id},
         **ctx.audit_kw(),
     )
-    today = utcnow().astimezone(ZoneInfo(ctx.settings.timezone)).date()
     return await residents.summary(
-        session=ctx.session, resident=resident, exclude_case_id=case.id, today=today
+        session=ctx.session, resident=resident, exclude_case_id=case.id, today=_today(ctx)
     )
+
+
+def _today(ctx: Ctx) -> dt.date:
+    """Today in the deployment's timezone (ages are counted in it)."""
+    return utcnow().astimezone(ZoneInfo(ctx.settings.timezone)).date()
+
+
+async def case_eligibility(ctx: Ctx) -> CaseEligibilityRead:
+    """The case's items checked against its resident, for the staff serving it."""
+    case = await cases.get(session=ctx.session, case_id=ctx.path_int("case_id"))
+    await require_case(ctx.session, ctx.me, case, CaseUse.serve)
+    return await eligibility.for_case(session=ctx.session, case=case, today=_today(ctx))
+
+
+async def accept_eligibility(ctx: Ctx) -> CaseEligibilityRead:
+    """The clerk accepts a case despite an eligibility mismatch, with a reason (timeline)."""
+    case = await cases.get(session=ctx.session, case_id=ctx.path_int("case_id"))
+    await require_case(ctx.session, ctx.me, case, CaseUse.review)
+    body: EligibilityAcceptIn = ctx.body
+    out = await eligibility.accept(
+        session=ctx.session,
+        case=case,
+        actor_id=ctx.me.staff_fk,
+        reason=body.reason,
+        today=_today(ctx),
+    )
+    audit.record(
+        ctx.session,
+        action="case.eligibility_accept",
+        target_type="case",
+        target_id=case.id or 0,
+        detail={"rules": out.accepted.rules if out.accepted else []},
+        **ctx.audit_kw(),
+    )
+    return out
 
 
 async def get_case(ctx: Ctx) -> CaseRead:
@@ -100,6 +144,25 @@ def register(api: Api) -> None:
         summary="The case's resident for the staff serving it: masked, with earlier cases",
         action="case.read",
         response=ResidentSummary,
+        tags=("cases",),
+    )
+    a(
+        "GET",
+        f"{V1}/cases/{id_ % 'case_id'}/eligibility",
+        case_eligibility,
+        summary="The case's items checked against its resident, and any acceptance",
+        action="case.read",
+        response=CaseEligibilityRead,
+        tags=("cases",),
+    )
+    a(
+        "POST",
+        f"{V1}/cases/{id_ % 'case_id'}/eligibility/accept",
+        accept_eligibility,
+        summary="Accept the case despite an eligibility mismatch, with a reason (clerk)",
+        action="case.accept_eligibility",
+        body=EligibilityAcceptIn,
+        response=CaseEligibilityRead,
         tags=("cases",),
     )
     a(

@@ -5,16 +5,19 @@ from __future__ import annotations
 import datetime as dt
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlmodel import col, select
 
+from core import catalog, sites
 from core.access import site_in_scope
 from core.db import utcnow
-from core.errors import NotFound
+from core.errors import Invalid, NotFound
+from core.inputs import MAX_ID
 from core.models import Role, Staff, WindowLine
+from coreapi.shapes import Query
 from httpapi.api import Api, Ctx
-from signaling import queue
-from signaling.models import Presence, PresenceStatus, TicketRead, TicketStatus
+from signaling import halls, queue
+from signaling.models import HallOption, Presence, PresenceStatus, TicketRead, TicketStatus
 from signaling.server import Signaling
 
 V1 = "/api/v1"
@@ -26,6 +29,31 @@ class SkillRead(BaseModel):
     experts: int
     online: int
     available: int
+
+
+class HallQuery(Query):
+    """From a service point (its coordinates), or from a coordinate (a resident at home)."""
+
+    site_id: int | None = Field(default=None, ge=1, le=MAX_ID)
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lng: float | None = Field(default=None, ge=-180, le=180)
+    limit: int = Field(default=5, ge=1, le=halls.CANDIDATES)
+
+
+async def item_halls(ctx: Ctx) -> list[HallOption]:
+    """Halls for an item ranked by the trip there plus the live wait (signaling/halls.py)."""
+    q: HallQuery = ctx.query
+    item = await catalog.get_item(session=ctx.session, code=ctx.request.match_info["code"])
+    if q.site_id is not None:
+        site = await sites.get(session=ctx.session, site_id=q.site_id)
+        lat, lng = site.lat, site.lng
+    elif q.lat is not None and q.lng is not None:
+        lat, lng = q.lat, q.lng
+    else:
+        raise Invalid("halls.where")
+    return await halls.rank(
+        session=ctx.session, settings=ctx.settings, item=item, lat=lat, lng=lng, limit=q.limit
+    )
 
 
 async def line_tickets(ctx: Ctx) -> list[TicketRead]:
@@ -76,6 +104,16 @@ async def expert_skills(ctx: Ctx) -> list[SkillRead]:
 
 
 def register(api: Api) -> None:
+    api.add(
+        "GET",
+        f"{V1}/items/{{code}}/halls",
+        item_halls,
+        summary="Halls that handle an item, ranked by distance plus the live wait, with both",
+        action="line.watch",
+        query=HallQuery,
+        response=list[HallOption],
+        tags=("queue",),
+    )
     api.add(
         "GET",
         f"{V1}/lines/{{line_id:[0-9]+}}/tickets",

@@ -116,3 +116,63 @@ async def test_the_clerk_sees_the_residents_panel_with_earlier_cases(as_user: An
     for username in ("worker.t01-c01", "expert"):
         other = await as_user(username)
         assert (await other.get(f"/api/v1/cases/{made[1]['id']}/resident")).status == 404
+
+
+async def test_the_clerk_accepts_a_mismatched_case_with_a_reason_on_the_timeline(
+    as_user: Any,
+) -> None:
+    """A 31-year-old queued for the 80+ allowance: the clerk sees why, and may accept anyway."""
+    worker = await as_user("worker")
+    point = next(
+        s
+        for s in await (await worker.get("/api/v1/sites", params={"kind": "community"})).json()
+        if s["code"] == "T07-C01"
+    )
+    made = {}
+    for years, seq in ((31, 620), (84, 621)):
+        rid = await _resident(worker, years, seq)
+        resp = await worker.post(
+            "/api/v1/cases",
+            json={"item_code": "MZ-004", "site_id": point["id"], "resident_id": rid},
+        )
+        assert resp.status == 201, await resp.text()
+        made[years] = (await resp.json())["id"]
+    clerk = await as_user("clerk")
+    url = f"/api/v1/cases/{made[31]}/eligibility"
+    seen = await (await clerk.get(url)).json()
+    assert seen["checked"] is True and seen["accepted"] is None
+    assert [(p["item_code"], p["code"]) for p in seen["problems"]] == [
+        ("MZ-004", "eligibility.too_young")
+    ]
+    # The worker who took it sees the mismatch too, but only a clerk accepts it.
+    assert (await worker.get(url)).status == 200
+    assert (await worker.post(f"{url}/accept", json={"reason": "特殊情况"})).status == 403
+    blank = await clerk.post(f"{url}/accept", json={"reason": "  "})
+    assert blank.status == 422
+    resp = await clerk.post(f"{url}/accept", json={"reason": "民政科已批准特殊困难救助"})
+    assert resp.status == 200, await resp.text()
+    done = await resp.json()
+    assert done["accepted"]["reason"] == "民政科已批准特殊困难救助"
+    assert done["accepted"]["rules"] == ["eligibility.too_young"]
+    case = await (await clerk.get(f"/api/v1/cases/{made[31]}")).json()
+    ev = [e for e in case["timeline"] if e["kind"] == "eligibility.accepted"]
+    assert len(ev) == 1
+    assert ev[0]["data"] == {
+        "reason": "民政科已批准特殊困难救助",
+        "rules": ["eligibility.too_young"],
+        "items": ["MZ-004"],
+    }
+    assert (await (await clerk.get(url)).json())["accepted"]["reason"] == "民政科已批准特殊困难救助"
+    again = await clerk.post(f"{url}/accept", json={"reason": "再次确认"})
+    assert (again.status, (await again.json())["error"]["code"]) == (
+        409,
+        "eligibility.already_accepted",
+    )
+    fine = await clerk.post(f"/api/v1/cases/{made[84]}/eligibility/accept", json={"reason": "无需"})
+    assert (fine.status, (await fine.json())["error"]["code"]) == (
+        409,
+        "eligibility.nothing_to_accept",
+    )
+    # A clerk of another town's line neither sees nor accepts it.
+    other = await as_user("worker.t01-c01")
+    assert (await other.get(url)).status == 404

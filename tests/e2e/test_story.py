@@ -142,7 +142,14 @@ async def test_registration_errors_by_field_and_eligibility(browser: Any, server
     await pick_item(page, "身份证换领", "身份证换领")
     await expect(page.locator("[data-test=on-site-only]")).to_be_visible()
     await expect(page.locator("[data-test=take-ticket]")).to_have_count(0)
+    # The halls that handle it, best first, each with its distance and its wait.
+    hall = page.locator("[data-test=hall]").first
+    await expect(hall.locator("[data-test=hall-distance]")).to_have_text(
+        re.compile(r"\d+\.\d 公里")
+    )
+    await expect(hall.locator("[data-test=hall-wait]")).to_be_visible()
     await shoot(page, "point-on-site-only", [TABLET_LANDSCAPE])
+    await no_serious(page, "point-on-site-only")
 
     # Taken anyway: the case carries the note, for the window to see.
     await pick_item(page, "高龄", "高龄津贴")
@@ -410,3 +417,55 @@ async def test_offline_figures_are_marked_stale(browser: Any, server: Server) ->
     await no_serious(point, "point-cancel-dialog")
     await box.locator("button", has_text="取消排队").click()
     await expect(point.locator("#item-q")).to_be_visible()
+
+
+async def test_the_clerk_reuses_a_document_on_file(browser: Any, server: Server) -> None:
+    """An ID card accepted in an earlier case: one click in the resident panel puts a copy on
+    this case's checklist, after the resident's consent."""
+    import aiohttp
+
+    from tests.conftest import User
+    from tests.signaling.helpers import Sock, gaoqiao_setup, take_payload
+    from tests.uploads.helpers import jpeg, open_case, upload
+
+    jar = aiohttp.CookieJar
+    async with (
+        aiohttp.ClientSession(cookie_jar=jar(unsafe=True)) as h1,
+        aiohttp.ClientSession(cookie_jar=jar(unsafe=True)) as h2,
+    ):
+        worker, clerk_api = User(h1, server.base), User(h2, server.base)
+        assert (await worker.login("worker")).status == 200
+        assert (await clerk_api.login("clerk")).status == 200
+        first = await open_case(worker, seq=880)
+        card = await upload(
+            worker, first["case"]["id"], first["specs"]["申请人身份证"], jpeg(), "image/jpeg"
+        )
+        r = await clerk_api.post(
+            f"/api/v1/materials/{card['id']}/review", json={"decision": "accept"}
+        )
+        assert r.status == 200, await r.text()
+        setup = await gaoqiao_setup(worker)
+        sock = await Sock(worker).connect()
+        try:
+            clerk = await new_page(browser, server, DESKTOP)
+            await login(clerk, "clerk", "/clerk")
+            ticket = await sock.ok("ticket:take", take_payload(setup, first["resident_id"]))
+            await clerk.locator("[data-test=queue-row]", has_text=ticket["number"]).wait_for()
+            await clerk.click("[data-test=call-next]:not([disabled])")
+            item = clerk.locator("[data-test=rp-reuse-item]", has_text="申请人身份证")
+            await item.locator("[data-test=rp-reuse]").click()
+            await clerk.locator(".el-message-box__btns button", has_text="居民同意").click()
+            await expect(item.locator("[data-test=rp-reused]")).to_be_visible()
+            line = clerk.locator("[data-test=checklist-item]").filter(
+                has=clerk.locator("strong", has_text=re.compile("^申请人身份证$"))
+            )
+            await expect(line.locator("[data-test=item-state]")).not_to_have_attribute(
+                "data-state", "missing"
+            )
+            case = await (await clerk_api.get(f"/api/v1/cases/{ticket['case_id']}")).json()
+            assert "material.reuse" in [e["kind"] for e in case["timeline"]]
+            await no_serious(clerk, "clerk-reused")
+            await sock.ok("ticket:answer", {"ticket_id": ticket["id"]})
+            await return_case(clerk)
+        finally:
+            await sock.close()

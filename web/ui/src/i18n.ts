@@ -73,6 +73,15 @@ const zh = {
     on_site_what: '请告知居民带齐材料到{hall}办理（身份核验等须本人到场）。',
     the_hall: '镇（区）政务服务大厅',
   },
+  halls: {
+    title: '可去办理的大厅（按路程加现场等候排序）',
+    best: '推荐',
+    distance: '距离 {km} 公里',
+    wait: '现在取号约等 {w}（前面 {n} 人）',
+    wait_unknown: '窗口暂无人在线，等候时间未知',
+    rule: '排序：路程按每公里约 3 分钟估算，加上该大厅窗口现在取号的预计等候；等候未知的排在后面。',
+    error: '暂时无法查询附近大厅的排队情况。',
+  },
   resident: {
     id_number: '身份证号',
     id_placeholder: '输入 18 位身份证号',
@@ -235,6 +244,13 @@ const zh = {
     },
     recording: { started: '开始录像', finished: '录像结束', gap: '录像中断（已记录）', other: '录像' },
     rating: '居民评价',
+    eligibility: { accepted: '条件不符，窗口仍予受理', other: '申办条件' },
+    rule: {
+      too_young: '未达年龄',
+      too_old: '超过年龄',
+      needs_disability: '须持残疾人证',
+      needs_local_residence: '须为本区户籍',
+    },
     reason: {
       everyone_left: '双方已挂断',
       transferred: '已转到其他窗口',
@@ -260,6 +276,7 @@ const zh = {
       with_comment: '附留言',
       segments: '{n} 个片段',
       rec_duration: '录像 {t}',
+      because: '理由：{r}',
     },
   },
   recording: {
@@ -420,6 +437,18 @@ const zh = {
     no_earlier: '没有以往办件',
     reusable: '可复用的已审材料',
     from_case: '来自办件 {n}（{d}）',
+    reuse: '复用',
+    reuse_one: '复用“{name}”到本办件',
+    reuse_go: '居民同意，复用',
+    reuse_consent: '请向居民确认：同意把以往审核通过的“{name}”用于本办件？',
+    reused: '已复用“{name}”，请在材料清单中核对',
+    reused_tag: '已复用',
+    elig_title: '居民不符合该事项的申办条件',
+    elig_accepted: '窗口已确认受理，理由：{reason}',
+    elig_reason: '仍予受理的理由（记入办件记录）',
+    elig_reason_ph: '例如：民政科已批准特殊困难救助',
+    elig_reason_needed: '请填写仍予受理的理由',
+    elig_accept: '确认仍予受理',
   },
 }
 
@@ -493,6 +522,15 @@ const en: typeof zh = {
     on_site_title: 'This item must be handled at the hall: no remote number',
     on_site_what: 'Please tell the resident to bring the documents to {hall} (identity checks need them in person).',
     the_hall: 'the town (district) service hall',
+  },
+  halls: {
+    title: 'Halls that handle it (by the trip plus the wait there)',
+    best: 'Best',
+    distance: '{km} km away',
+    wait: 'about {w} for a number taken now ({n} ahead)',
+    wait_unknown: 'no clerk online there; the wait is unknown',
+    rule: 'Order: about 3 minutes per kilometre of travel plus the expected wait for a number taken now at that hall; halls with an unknown wait come last.',
+    error: 'The queues of nearby halls cannot be read just now.',
   },
   resident: {
     id_number: 'ID number',
@@ -656,6 +694,13 @@ const en: typeof zh = {
     },
     recording: { started: 'Recording started', finished: 'Recording ended', gap: 'Recording gap (noted)', other: 'Recording' },
     rating: 'Resident’s rating',
+    eligibility: { accepted: 'Accepted by the window despite unmet rules', other: 'Eligibility' },
+    rule: {
+      too_young: 'under the minimum age',
+      too_old: 'over the maximum age',
+      needs_disability: 'needs a disability certificate',
+      needs_local_residence: 'needs district residence',
+    },
     reason: {
       everyone_left: 'both sides hung up',
       transferred: 'moved to another window',
@@ -681,6 +726,7 @@ const en: typeof zh = {
       with_comment: 'with a comment',
       segments: '{n} parts',
       rec_duration: '{t} recorded',
+      because: 'reason: {r}',
     },
   },
   recording: {
@@ -841,6 +887,18 @@ const en: typeof zh = {
     no_earlier: 'No earlier cases',
     reusable: 'Accepted documents on file',
     from_case: 'from case {n} ({d})',
+    reuse: 'Reuse',
+    reuse_one: 'Reuse “{name}” for this case',
+    reuse_go: 'The resident agrees: reuse',
+    reuse_consent: 'Ask the resident: may the accepted “{name}” from an earlier case be used for this case?',
+    reused: '“{name}” reused; check it in the checklist',
+    reused_tag: 'Reused',
+    elig_title: 'The resident does not meet the item’s rules',
+    elig_accepted: 'Accepted by the window. Reason: {reason}',
+    elig_reason: 'Reason to accept anyway (goes on the case record)',
+    elig_reason_ph: 'e.g. hardship relief approved by the civil-affairs office',
+    elig_reason_needed: 'Write the reason for accepting anyway',
+    elig_accept: 'Accept anyway',
   },
 }
 

@@ -170,6 +170,25 @@ export interface Eligibility {
   remote_capable: boolean
 }
 
+export interface HallOption {
+  site: Site
+  line_id: number
+  line_name: string
+  distance_km: number
+  travel_minutes: number
+  waiting: number
+  clerks_online: number
+  wait_seconds: number | null
+  total_minutes: number | null
+}
+
+export interface CaseEligibility {
+  case_id: number
+  checked: boolean
+  problems: (EligibilityProblem & { item_code: string })[]
+  accepted: { at: string; actor_id: number | null; reason: string; rules: string[] } | null
+}
+
 export interface PastCase {
   id: number
   number: string
