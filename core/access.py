@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
+import sqlalchemy as sa
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -37,6 +38,8 @@ POLICY: dict[str, frozenset[Role]] = {
         {R.community_worker, R.resident, R.clerk, R.expert, R.supervisor, R.coordinator, R.admin}
     ),
     "case.rate": frozenset({R.community_worker, R.resident}),
+    # the clerk serving a case takes it on despite an eligibility mismatch, with a reason
+    "case.accept_eligibility": frozenset({R.clerk}),
     "queue.list": frozenset({R.clerk, R.supervisor, R.admin}),
     "experts.read": frozenset({R.clerk, R.supervisor, R.admin}),
     "staff.read": frozenset({R.supervisor, R.admin}),
@@ -110,17 +113,34 @@ def authorize(principal: Principal, action: str) -> None:
 MAX_SITE_DEPTH = 8
 
 
+def site_ancestry_cte(start: Any, name: str = "up") -> Any:
+    """The walk up the site tree as SQL: rows (id, parent_id, depth) from the site `start`.
+
+    `start` is a site id, a bind parameter or a scalar subquery; site_ancestry() and the
+    recording policy read it in one statement.
+    """
+    sites = Site.__table__  # type: ignore[attr-defined]
+    up = (
+        sa.select(sites.c.id, sites.c.parent_id, sa.literal(1).label("depth"))
+        .where(sites.c.id == start)
+        .cte(name, recursive=True)
+    )
+    return up.union_all(
+        sa.select(sites.c.id, sites.c.parent_id, (up.c.depth + 1).label("depth"))
+        .join(up, sites.c.id == up.c.parent_id)
+        .where(up.c.depth < MAX_SITE_DEPTH)
+    )
+
+
 async def site_ancestry(session: AsyncSession, site_id: int) -> list[Site]:
-    """The site and its ancestors, nearest first: the one walk up the site tree."""
-    chain: list[Site] = []
-    current: int | None = site_id
-    while current is not None and len(chain) < MAX_SITE_DEPTH:
-        site = await session.get(Site, current)
-        if site is None:
-            break
-        chain.append(site)
-        current = site.parent_id
-    return chain
+    """The site and its ancestors, nearest first: the one walk up the site tree.
+
+    One recursive query, not a read per level: access checks and the recording policy walk it
+    on every call join.
+    """
+    up = site_ancestry_cte(site_id)
+    rows = await session.exec(select(Site).join(up, col(Site.id) == up.c.id).order_by(up.c.depth))
+    return list(rows.all())
 
 
 async def site_in_scope(session: AsyncSession, principal: Principal, site_id: int) -> bool:

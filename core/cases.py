@@ -62,9 +62,10 @@ async def update_status(
     actor_id: int | None,
     data: dict[str, Any] | None = None,
     note: str | None = None,
+    at: dt.datetime | None = None,
 ) -> None:
     """set_status without loading the case: one UPDATE (the queue's hot path uses it)."""
-    now = utcnow()
+    now = at or utcnow()
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if status in CLOSED:
         values["closed_at"] = now

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import update
 from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core.access import Principal, site_ancestry
+from core.access import Principal, site_ancestry_cte
 from core.db import utcnow
 from core.errors import AppError, Conflict, Forbidden
-from core.models import Call, CallParticipant, CallStatus, Case, ServiceItem
+from core.models import Call, CallParticipant, CallStatus, Case, ServiceItem, Site
 from core.settings import Settings
 from media.models import RecordingPolicy
 
@@ -31,12 +33,29 @@ class Admission:
     retention_days: int
 
 
-async def recording_required(session: AsyncSession, case: Case) -> bool:
-    """Required when the item requires it, or the case's site or any site above it does."""
-    item = await session.get(ServiceItem, case.item_id)
-    if item is not None and item.recording_required:
-        return True
-    return any(s.recording_required for s in await site_ancestry(session, case.site_id))
+def _call_rules() -> Any:
+    """Whether the call was stopped, and whether its item or a site above its case requires
+    recording: one read."""
+    case_site = (
+        sa.select(Case.site_id)
+        .join(Call, col(Call.case_id) == col(Case.id))
+        .where(col(Call.id) == sa.bindparam("call_id"))
+        .scalar_subquery()
+    )
+    up = site_ancestry_cte(case_site)
+    site_requires = sa.exists(
+        sa.select(Site.id).join(up, col(Site.id) == up.c.id).where(col(Site.recording_required))
+    )
+    return (
+        sa.select(Call.recording_stopped_at, ServiceItem.recording_required, site_requires)
+        .select_from(Call)
+        .outerjoin(Case, col(Case.id) == col(Call.case_id))
+        .outerjoin(ServiceItem, col(ServiceItem.id) == col(Case.item_id))
+        .where(col(Call.id) == sa.bindparam("call_id"))
+    )
+
+
+_CALL_RULES = _call_rules()  # built once: it is read on every call join
 
 
 @dataclass(frozen=True)
@@ -47,10 +66,9 @@ class Policy:
 
     async def for_call(self, session: AsyncSession, call_id: int) -> RecordingPolicy:
         """What a joining participant is told."""
-        call = await session.get(Call, call_id)
-        case = await session.get(Case, call.case_id) if call and call.case_id else None
-        required = case is not None and await recording_required(session, case)
-        stopped = call is not None and call.recording_stopped_at is not None
+        row = (await session.exec(_CALL_RULES, params={"call_id": call_id})).first()
+        stopped = row is not None and row[0] is not None
+        required = row is not None and (bool(row[1]) or bool(row[2]))
         return RecordingPolicy(
             enabled=self.settings.recording_enabled and not stopped,
             required=required,

@@ -119,34 +119,68 @@ async def add_participant(
         raise Conflict(what="通话参与者", what_en="Participant")
     if len(present) >= settings.call_max_participants:
         raise Conflict("call.full", max=settings.call_max_participants)
-    token = secrets.token_urlsafe(24)
+    token, resume_hash = new_resume_token()
     row = CallParticipant(
         call_id=id_of(call),
         staff_id=principal.staff_fk,
         resident_id=principal.resident_id,
         role=role,
-        resume_hash=_hash(token),
+        resume_hash=resume_hash,
     )
     session.add(row)
     await session.flush()
+    return joined(
+        settings=settings,
+        outbox=outbox,
+        principal=principal,
+        role=role,
+        call_id=id_of(call),
+        participant_id=id_of(row),
+        resume_token=token,
+        present=present,
+        ticket_id=call.ticket_id,
+        case_id=call.case_id,
+    )
+
+
+def new_resume_token() -> tuple[str, str]:
+    """A participant's resume token and the hash the database keeps of it."""
+    token = secrets.token_urlsafe(24)
+    return token, _hash(token)
+
+
+def joined(
+    *,
+    settings: Settings,
+    outbox: Outbox,
+    principal: Principal,
+    role: str,
+    call_id: int,
+    participant_id: int,
+    resume_token: str,
+    present: list[ParticipantRead],
+    ticket_id: int | None,
+    case_id: int | None,
+) -> CallJoin:
+    """A participant row was written: tell the call, and what the joiner gets back."""
     me = ParticipantRead(
-        id=id_of(row),
+        id=participant_id,
         staff_id=principal.staff_fk,
         resident_id=principal.resident_id,
         role=role,
         display_name=principal.display_name,
         connected=True,
     )
-    outbox.emit(ParticipantJoined(call_id=id_of(call), participant=me), Audience.call(id_of(call)))
-    outbox.joined.append((id_of(call), id_of(row), principal.staff_id))
+    outbox.emit(ParticipantJoined(call_id=call_id, participant=me), Audience.call(call_id))
+    outbox.joined.append((call_id, participant_id, principal.staff_id))
     return CallJoin(
-        call_id=id_of(call),
-        participant_id=id_of(row),
-        resume_token=token,
+        call_id=call_id,
+        participant_id=participant_id,
+        resume_token=resume_token,
         participants=[*present, me],
         ice_servers=ice_servers(settings, ice_user(principal)),
-        ticket_id=call.ticket_id,
-        case_id=call.case_id,
+        ticket_id=ticket_id,
+        case_id=case_id,
     )
 
 

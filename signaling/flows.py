@@ -6,11 +6,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from core import cases as case_service
 from core.access import Principal
+from core.db import single_statements
 from core.models import Case, CaseStatus
 from core.settings import Settings
 from scheduler.service import check_in
 from signaling import queue
-from signaling.models import Outcome, Ticket, id_of
+from signaling.models import Outcome, Ticket, TicketRead, id_of
 from signaling.outbox import Outbox
 from uploads import checklist
 
@@ -123,26 +124,32 @@ async def finish_ticket(
     outcome: Outcome,
     reason: str = "",
     note: str = "",
-) -> Ticket:
+) -> TicketRead:
     """Close the case with an outcome (transfers go through queue.transfer).
 
     Completing, or accepting for back-office approval, needs every required material accepted.
     """
-    t = await queue.finishable(
-        session=session, principal=principal, ticket_id=ticket_id, outcome=outcome, reason=reason
-    )
-    if outcome in (Outcome.completed, Outcome.accepted):
-        case = await session.get(Case, t.case_id)
+    await single_statements(session)
+    if outcome in (Outcome.completed, Outcome.accepted) or not queue.finish_outcome_ok(
+        outcome, reason
+    ):
+        case_id = await queue.finishable(
+            session=session,
+            principal=principal,
+            ticket_id=ticket_id,
+            outcome=outcome,
+            reason=reason,
+        )
+        case = await session.get(Case, case_id)
         assert case is not None
         await checklist.require_complete(session, case)
-    await queue.close(session=session, outbox=outbox, ticket=t, outcome=outcome, reason=reason)
-    await case_service.update_status(
-        session,
-        t.case_id,
-        OUTCOME_STATUS[outcome],
-        previous=CaseStatus.in_service,  # an active ticket's case is in service
-        actor_id=principal.staff_id,
-        data={"outcome": outcome, "reason": reason, "note": note},
-        note=note or None,
+    return await queue.close(
+        session=session,
+        outbox=outbox,
+        principal=principal,
+        ticket_id=ticket_id,
+        outcome=outcome,
+        reason=reason,
+        case_status=OUTCOME_STATUS[outcome],
+        note=note,
     )
-    return t

@@ -7,13 +7,13 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Column, Date, Index, UniqueConstraint
+from sqlalchemy import Column, Date, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from core.db import UTCDateTime, utcnow
 
 # The record of a case's calls is shared: who took part in them decides who may see the case.
-from core.models import Call, CallParticipant, CallStatus
+from core.models import Call, CallParticipant, CallStatus, SiteRead
 
 __all__ = ["Call", "CallParticipant", "CallStatus"]
 
@@ -61,6 +61,9 @@ def _opt_ts() -> Any:
     return Field(default=None, sa_type=UTCDateTime, nullable=True)
 
 
+_ACTIVE = "status IN ('called', 'serving')"  # called or serving: the clerk's active ticket
+
+
 class Ticket(SQLModel, table=True):
     """A number taken on a window line (取号) for one case."""
 
@@ -69,6 +72,15 @@ class Ticket(SQLModel, table=True):
         UniqueConstraint("line_id", "day", "seq"),
         # The order "call next" reads: priority first, then who has waited longest.
         Index("ix_ticket_queue", "line_id", "status", "priority", "waiting_since"),
+        # A clerk serves one ticket at a time. The index, not a read before the write, keeps it
+        # so: two call nexts sent at once cannot both succeed.
+        Index(
+            "ux_ticket_active_clerk",
+            "called_by",
+            unique=True,
+            postgresql_where=text(_ACTIVE),
+            sqlite_where=text(_ACTIVE),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     line_id: int = Field(foreign_key="window_line.id")
@@ -93,7 +105,8 @@ class Ticket(SQLModel, table=True):
     consent_at: dt.datetime = _ts()
     # Kept across transfers: the resident's wait started when the first ticket was taken.
     waiting_since: dt.datetime = _ts()
-    created_at: dt.datetime = _ts()
+    # Indexed for the supervision sweep, which counts each line's tickets taken in the last hour.
+    created_at: dt.datetime = _ts(index=True)
     called_at: dt.datetime | None = _opt_ts()
     called_by: int | None = Field(default=None, foreign_key="staff.id", index=True)
     recalls: int = Field(default=0)
@@ -199,3 +212,17 @@ class LineStatus(BaseModel):
     clerks_available: int
     avg_handling_seconds: int
     longest_wait_seconds: int
+
+
+class HallOption(BaseModel):
+    """A hall that handles an item, with the trip there and the live wait of its line."""
+
+    site: SiteRead
+    line_id: int
+    line_name: str
+    distance_km: float
+    travel_minutes: int  # distance × signaling.halls.TRAVEL_MINUTES_PER_KM, for the ranking
+    waiting: int
+    clerks_online: int
+    wait_seconds: int | None  # for a number taken now; None while no clerk is online
+    total_minutes: int | None  # travel + wait, the ranking key; None when the wait is unknown

@@ -9,12 +9,15 @@ the order call next takes it, and every state change is checked against the same
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -22,7 +25,7 @@ from core import cases as case_service
 from core import sites as site_service
 from core.access import Principal, require_ticket
 from core.catalog import get_item
-from core.db import utcnow
+from core.db import driver_fetchrow, single_statements, utcnow
 from core.errors import AppError, Conflict, Forbidden, Invalid, NotFound
 from core.events import Audience
 from core.models import (
@@ -42,6 +45,7 @@ from signaling.events import CaseFinished, TicketCalled, TicketUpdated
 from signaling.models import (
     Call,
     CallJoin,
+    CallParticipant,
     CallStatus,
     LineCounter,
     LineStatus,
@@ -56,6 +60,7 @@ from signaling.models import (
 from signaling.outbox import Outbox
 
 ACTIVE_TICKET = (TicketStatus.called, TicketStatus.serving)
+ACTIVE_WHERE = "status IN ('called', 'serving')"  # the same, as SQL
 OPEN_TICKET = (TicketStatus.waiting, TicketStatus.called, TicketStatus.serving)
 # Handling times averaged for the wait estimate: the most recent this many finished tickets.
 HANDLING_SAMPLE = 20
@@ -425,6 +430,151 @@ async def _active_ticket_of(session: AsyncSession, clerk_id: int) -> Ticket | No
     return (await session.exec(q)).first()
 
 
+# The ticket columns TicketRead shows (and resident_id, for the resident's name and masked id).
+_READ_COLUMNS = ", ".join(
+    f"t.{name}" for name in (*TicketRead.model_fields, "resident_id") if name in Ticket.model_fields
+)
+
+# PostgreSQL: call next in one statement and one round trip. The waiting ticket is taken with
+# FOR UPDATE SKIP LOCKED (a concurrent clerk skips it and takes the next), the call id is drawn
+# from its sequence first, so the ticket row is written once; the call, the clerk's participant
+# row, the case's status and its timeline event are written by the same statement. It goes
+# straight through asyncpg: SQLAlchemy's result handling cost more than the statement.
+_CALL_NEXT_PG = (
+    """
+WITH pick AS (
+    SELECT id FROM ticket
+    WHERE line_id = ANY($1) AND status = 'waiting'
+    ORDER BY priority DESC, waiting_since, id
+    LIMIT 1 FOR UPDATE SKIP LOCKED
+), cid AS (
+    SELECT nextval(pg_get_serial_sequence('call', 'id')) AS id FROM pick
+), t AS (
+    UPDATE ticket SET status = 'called', called_at = $2, called_by = $3, call_id = cid.id
+    FROM pick, cid WHERE ticket.id = pick.id
+    RETURNING ticket.*
+), c AS (
+    INSERT INTO call (id, ticket_id, case_id, status, created_at, end_reason, quality)
+    SELECT cid.id, t.id, t.case_id, 'ringing', $2, '', '{}'::json FROM t, cid
+    RETURNING id
+), p AS (
+    INSERT INTO call_participant
+        (call_id, staff_id, role, joined_at, resume_hash, generation, stats, stats_reports)
+    SELECT c.id, $3, 'clerk', $2, $4, 0, '{}'::json, 0 FROM c
+    RETURNING id
+), sc AS (
+    UPDATE service_case SET status = 'in_service', updated_at = $2
+    FROM t WHERE service_case.id = t.case_id
+), ev AS (
+    INSERT INTO case_event (case_id, at, kind, actor_id, data)
+    SELECT t.case_id, $2, 'status.in_service', $3,
+           json_build_object('from', 'open', 'ticket', t.number, 'call', t.call_id)
+    FROM t
+)
+SELECT """
+    + _READ_COLUMNS
+    + """, p.id AS participant_id,
+       r.name AS resident_name, r.id_masked AS resident_id_masked
+FROM t CROSS JOIN p LEFT JOIN resident r ON r.id = t.resident_id
+"""
+)
+
+
+async def _assign_pg(
+    session: AsyncSession, principal: Principal, now: dt.datetime, resume_hash: str
+) -> Any:
+    args = (sorted(principal.line_ids), now, principal.staff_id, resume_hash)
+    return await driver_fetchrow(session, _CALL_NEXT_PG, *args)
+
+
+async def _assign_sqlite(
+    session: AsyncSession, principal: Principal, now: dt.datetime, resume_hash: str
+) -> Any:
+    """The same writes as one statement each (the transaction holds SQLite's write lock)."""
+    tickets = Ticket.__table__  # type: ignore[attr-defined]
+    picked = (
+        await session.exec(
+            sa.select(tickets.c.id, tickets.c.case_id, tickets.c.number)
+            .where(
+                tickets.c.line_id.in_(principal.line_ids),
+                tickets.c.status == TicketStatus.waiting,
+            )
+            .order_by(*_queue_order())
+            .limit(1)
+        )
+    ).first()
+    if picked is None:
+        return None
+    call_id = (
+        await session.exec(
+            sa.insert(Call.__table__)  # type: ignore[attr-defined]
+            .values(
+                ticket_id=picked.id,
+                case_id=picked.case_id,
+                status=CallStatus.ringing,
+                created_at=now,
+                end_reason="",
+                quality={},
+            )
+            .returning(sa.literal_column("id"))
+        )
+    ).scalar_one()
+    row = (
+        await session.exec(
+            sa.update(tickets)
+            .where(tickets.c.id == picked.id)
+            .values(
+                status=TicketStatus.called,
+                called_at=now,
+                called_by=principal.staff_id,
+                call_id=call_id,
+            )
+            .returning(*tickets.columns)
+        )
+    ).first()
+    pid = (
+        await session.exec(
+            sa.insert(CallParticipant.__table__)  # type: ignore[attr-defined]
+            .values(
+                call_id=call_id,
+                staff_id=principal.staff_id,
+                role="clerk",
+                joined_at=now,
+                resume_hash=resume_hash,
+                generation=0,
+                stats={},
+                stats_reports=0,
+            )
+            .returning(sa.literal_column("id"))
+        )
+    ).scalar_one()
+    await case_service.update_status(
+        session,
+        picked.case_id,
+        CaseStatus.in_service,
+        previous=CaseStatus.open,
+        actor_id=principal.staff_id,
+        data={"ticket": picked.number, "call": call_id},
+        at=now,
+    )
+    resident = await _resident_shown(session, row.resident_id)
+    return {**row._mapping, "participant_id": pid, **resident}
+
+
+async def _resident_shown(session: AsyncSession, resident_id: int | None) -> dict[str, Any]:
+    if resident_id is None:
+        return {"resident_name": None, "resident_id_masked": None}
+    r = await session.get(Resident, resident_id)
+    return {
+        "resident_name": r.name if r else None,
+        "resident_id_masked": r.id_masked if r else None,
+    }
+
+
+def _ticket_out(row: Any) -> TicketRead:
+    return TicketRead.model_validate(dict(row))
+
+
 async def call_next(
     *, session: AsyncSession, settings: Settings, principal: Principal, outbox: Outbox
 ) -> tuple[TicketRead, CallJoin] | None:
@@ -432,57 +582,44 @@ async def call_next(
 
     Atomic across processes and nodes: on PostgreSQL the row is taken with FOR UPDATE SKIP
     LOCKED (a second clerk skips it and takes the next); on SQLite the transaction holds the
-    write lock from its first statement (BEGIN IMMEDIATE).
+    write lock from its first statement (BEGIN IMMEDIATE). A clerk holds one active ticket at a
+    time: a partial unique index keeps it so, even for two call nexts sent at once.
     """
     if not principal.line_ids:
         raise Invalid("queue.no_lines")
-    current = await _active_ticket_of(session, principal.staff_id)
-    if current is not None:
-        raise Conflict("queue.busy", number=current.number)
-    q = (
-        select(Ticket)
-        .where(col(Ticket.line_id).in_(principal.line_ids), Ticket.status == TicketStatus.waiting)
-        .order_by(*_queue_order())
-        .limit(1)
-        .with_for_update(skip_locked=True)
-    )
-    ticket = (await session.exec(q)).first()
-    if ticket is None:
-        return None
+    await single_statements(session)  # on PostgreSQL the assignment is one statement
     now = utcnow()
-    call = Call(
-        ticket_id=id_of(ticket), case_id=ticket.case_id, status=CallStatus.ringing, created_at=now
-    )
-    session.add(call)
-    await session.flush()
-    ticket.status = TicketStatus.called
-    ticket.called_at = now
-    ticket.called_by = principal.staff_id
-    ticket.call_id = id_of(call)
-    session.add(ticket)
-    await case_service.update_status(
-        session,
-        ticket.case_id,
-        CaseStatus.in_service,
-        previous=CaseStatus.open,  # a waiting ticket's case is open
-        actor_id=principal.staff_id,
-        data={"ticket": ticket.number, "call": call.id},
-    )
-    join = await calls.add_participant(
-        session=session,
+    token, resume_hash = calls.new_resume_token()
+    assign = _assign_pg if session.bind.dialect.name == "postgresql" else _assign_sqlite
+    try:
+        row = await assign(session, principal, now, resume_hash)
+    except IntegrityError:
+        await session.rollback()
+        row = None
+    if row is None:
+        # Nothing was assigned: the queue is empty, or the clerk already serves a ticket.
+        current = await _active_ticket_of(session, principal.staff_id)
+        if current is not None:
+            raise Conflict("queue.busy", number=current.number)
+        return None
+    read = _ticket_out(row)
+    join = calls.joined(
         settings=settings,
         outbox=outbox,
-        call=call,
         principal=principal,
         role="clerk",
+        call_id=read.call_id or 0,
+        participant_id=row["participant_id"],
+        resume_token=token,
         present=[],
+        ticket_id=read.id,
+        case_id=read.case_id,
     )
-    read = await _read_one(session, ticket)
     outbox.emit(
-        TicketCalled(ticket=read, call_id=call.id, clerk=principal.display_name),
-        Audience.ticket(id_of(ticket)),
+        TicketCalled(ticket=read, call_id=read.call_id, clerk=principal.display_name),
+        Audience.ticket(read.id),
     )
-    outbox.lines.add(ticket.line_id)
+    outbox.lines.add(read.line_id)
     return read, join
 
 
@@ -631,6 +768,14 @@ async def transfer(
     return t
 
 
+_TICKETS = Ticket.__table__  # type: ignore[attr-defined]
+# Built once: the hot path should not rebuild (and re-key) the same statement per event.
+_FINISH_CHECK = sa.select(
+    _TICKETS.c.case_id, _TICKETS.c.called_by, _TICKETS.c.status, _TICKETS.c.number
+).where(_TICKETS.c.id == sa.bindparam("ticket_id"))
+_ACTIVE_SQL = sa.text(ACTIVE_WHERE)
+
+
 async def finishable(
     *,
     session: AsyncSession,
@@ -638,32 +783,128 @@ async def finishable(
     ticket_id: int,
     outcome: Outcome,
     reason: str,
-) -> Ticket:
-    """The clerk's active ticket, locked, if it may be closed with this outcome."""
-    t = await _own_active(session, principal, ticket_id)
+) -> int:
+    """Raise why the clerk may not close this ticket with this outcome; else its case id."""
+    t = (await session.exec(_FINISH_CHECK, params={"ticket_id": ticket_id})).first()
+    if t is None:
+        raise NotFound(f"号码 {ticket_id}", f"Ticket {ticket_id}")
+    if t.called_by != principal.staff_id and not principal.is_admin:
+        raise Forbidden("ticket.not_yours")
     if t.status not in ACTIVE_TICKET:
         raise _state_error(t, "办结", "finish")
-    if outcome is Outcome.returned and not reason.strip():
-        raise Invalid("ticket.reason_required")
-    if outcome is Outcome.transferred:
+    if not finish_outcome_ok(outcome, reason):
+        if outcome is Outcome.returned:
+            raise Invalid("ticket.reason_required")
         raise Invalid("validation", details=[{"loc": ["outcome"], "msg": "use ticket:transfer"}])
-    return t
+    return int(t.case_id)
+
+
+def finish_outcome_ok(outcome: Outcome, reason: str) -> bool:
+    """Returning needs a reason; transfers go through ticket:transfer."""
+    if outcome is Outcome.transferred:
+        return False
+    return outcome is not Outcome.returned or bool(reason.strip())
+
+
+# PostgreSQL: the ticket done, its case closed and the timeline event, in one statement. It
+# writes only a ticket that is still active and the clerk's (or any, for an admin): the
+# conditions are checked by the same statement that writes.
+_CLOSE_PG = (
+    """
+WITH t AS (
+    UPDATE ticket SET status = 'done', outcome = $1, finished_at = $2
+    WHERE id = $3 AND status IN ('called', 'serving') AND (called_by = $4 OR $5)
+    RETURNING ticket.*
+), sc AS (
+    UPDATE service_case
+    SET status = $6, updated_at = $2, closed_at = $2,
+        note = CASE WHEN $7 = '' THEN service_case.note ELSE $7 END
+    FROM t WHERE service_case.id = t.case_id
+), ev AS (
+    INSERT INTO case_event (case_id, at, kind, actor_id, data)
+    SELECT t.case_id, $2, $8, $4, $9::json FROM t
+)
+SELECT """
+    + _READ_COLUMNS
+    + """, r.name AS resident_name, r.id_masked AS resident_id_masked
+FROM t LEFT JOIN resident r ON r.id = t.resident_id
+"""
+)
 
 
 async def close(
-    *, session: AsyncSession, outbox: Outbox, ticket: Ticket, outcome: Outcome, reason: str
-) -> None:
-    """Mark the ticket done; its holder and its call are told (the case is the caller's)."""
-    t = ticket
-    t.status = TicketStatus.done
-    t.outcome = outcome
-    t.finished_at = utcnow()
-    session.add(t)
-    read = await _read_one(session, t)
-    outbox.emit(TicketUpdated(ticket=read), Audience.ticket(id_of(t)))
-    if t.call_id:
-        outbox.emit(
-            CaseFinished(call_id=t.call_id, case_id=t.case_id, outcome=outcome, reason=reason),
-            Audience.call(t.call_id),
+    *,
+    session: AsyncSession,
+    outbox: Outbox,
+    principal: Principal,
+    ticket_id: int,
+    outcome: Outcome,
+    reason: str,
+    case_status: CaseStatus,
+    note: str = "",
+) -> TicketRead:
+    """Mark the clerk's active ticket done and close its case with it; its holder and its call
+    are told. Refused as finishable() explains when the ticket is not (or no longer) closable.
+
+    The case leaves service (previous status in_service) in the same statement as its ticket:
+    this is the queue's hot path, as call next is.
+    """
+    now = utcnow()
+    data = {"from": CaseStatus.in_service, "outcome": outcome, "reason": reason, "note": note}
+    row: Any
+    if session.bind.dialect.name == "postgresql":
+        args = (
+            str(outcome),
+            now,
+            ticket_id,
+            principal.staff_id,
+            principal.is_admin,
+            str(case_status),
+            note[:1000],
+            f"status.{case_status}",
+            json.dumps(data, ensure_ascii=False),
         )
-    outbox.lines.add(t.line_id)
+        row = await driver_fetchrow(session, _CLOSE_PG, *args)
+    else:
+        mine = sa.true() if principal.is_admin else _TICKETS.c.called_by == principal.staff_id
+        done = (
+            await session.exec(
+                sa.update(_TICKETS)
+                .where(_TICKETS.c.id == ticket_id, _ACTIVE_SQL, mine)
+                .values(status=TicketStatus.done, outcome=outcome, finished_at=now)
+                .returning(*_TICKETS.columns)
+            )
+        ).first()
+        row = None
+        if done is not None:
+            await case_service.update_status(
+                session,
+                done.case_id,
+                case_status,
+                previous=CaseStatus.in_service,
+                actor_id=principal.staff_id,
+                data={k: v for k, v in data.items() if k != "from"},
+                note=note or None,
+                at=now,
+            )
+            row = {**done._mapping, **await _resident_shown(session, done.resident_id)}
+    if row is None:
+        await finishable(
+            session=session,
+            principal=principal,
+            ticket_id=ticket_id,
+            outcome=outcome,
+            reason=reason,
+        )
+        raise Conflict("ticket.state", number="", status="", action="办结", action_en="finish")
+    read = _ticket_out(row)
+    outbox.emit(TicketUpdated(ticket=read), Audience.ticket(read.id))
+    if read.call_id:
+        outbox.emit(
+            CaseFinished(
+                call_id=read.call_id, case_id=read.case_id, outcome=outcome, reason=reason
+            ),
+            Audience.call(read.call_id),
+        )
+    outbox.lines.add(read.line_id)
+    return read

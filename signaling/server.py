@@ -140,6 +140,9 @@ class Signaling:
             # Scale-out nodes sit behind a load balancer without sticky sessions.
             transports=["websocket"] if settings.redis_url else ["polling", "websocket"],
             max_http_buffer_size=2 * MAX_SDP_BYTES + 16_384,
+            # A long-polling POST may carry a whole burst, and more: what the rate limiter
+            # judges before its flood cut-off disconnects (engine.io's default is 16 packets).
+            packets_per_post=(FLOOD_FACTOR + 1) * settings.socket_event_burst,
             logger=False,
             engineio_logger=False,
         )
@@ -439,11 +442,16 @@ class Signaling:
             for call_id in outbox.ended:
                 await self.recordings.stop(call_id, reason="call_ended")
 
-    async def join_rooms(self, sid: str, conn: Conn, join: CallJoin) -> None:
+    async def recording_notice(self, session: AsyncSession, join: CallJoin) -> None:
+        """Tell the joiner whether the call is recorded (join_rooms reads it if not done yet)."""
         if self.recordings is not None:
-            async with self.db.session() as session:
-                policy = await self.recordings.policy(session, join.call_id)
+            policy = await self.recordings.policy(session, join.call_id)
             join.recording = policy.model_dump()
+
+    async def join_rooms(self, sid: str, conn: Conn, join: CallJoin) -> None:
+        if self.recordings is not None and join.recording is None:
+            async with self.db.session() as session:
+                await self.recording_notice(session, join)
         conn.calls[join.call_id] = join.participant_id
         conn.generations[join.call_id] = join.generation
         await self.registry.hold(self.node_id, join.call_id, join.participant_id, join.generation)

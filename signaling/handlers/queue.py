@@ -68,11 +68,15 @@ async def h_cancel(sg: Signaling, sid: str, conn: Conn, p: pl.TicketRef) -> Any:
 
 
 async def h_call_next(sg: Signaling, sid: str, conn: Conn, p: pl.Empty) -> Any:
-    result = await sg.run(
-        lambda s, o: queue.call_next(
-            session=s, settings=sg.settings, principal=conn.principal, outbox=o
+    async def work(session: AsyncSession, outbox: Outbox) -> Any:
+        result = await queue.call_next(
+            session=session, settings=sg.settings, principal=conn.principal, outbox=outbox
         )
-    )
+        if result is not None:  # the recording notice, read in the same transaction
+            await sg.recording_notice(session, result[1])
+        return result
+
+    result = await sg.run(work)
     if result is None:
         return {"ticket": None, "call": None}
     view, join = result

@@ -3,6 +3,7 @@ transfer, finish, durability across a restart, and line status."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -10,13 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core.db import Database, utcnow
 from core.models import Case
 from core.settings import Settings
 from signaling import sweeps
-from signaling.models import Ticket
+from signaling.models import Call, Ticket
 from signaling.views import SIGNALING
 from tests.conftest import DEMO_PASSWORD, User
 from tests.signaling.helpers import Sock, gaoqiao_setup, new_resident, take_payload
@@ -313,6 +314,38 @@ async def test_call_next_empty_busy_and_other_lines(sock: Any) -> None:
     assert (await clerk.ok("queue:call_next"))["ticket"]["id"] == second["id"]
 
 
+async def test_two_call_nexts_sent_at_once_give_the_clerk_one_ticket(
+    sock: Any, settings: Settings
+) -> None:
+    """A double click: one ticket is called, the other stays waiting for the next clerk."""
+    worker = await sock("worker")
+    setup = await gaoqiao_setup(worker.user)
+    # One more ticket than rounds: the losing call next always finds another ticket waiting,
+    # and must be told the clerk is busy rather than be given it.
+    taken = [await worker.ok("ticket:take", take_payload(setup, None)) for _ in range(4)]
+    # Two sockets of the same clerk (two tabs), each sending call next at the same moment.
+    tabs = [await sock("clerk") for _ in range(2)]
+    for _ in range(3):
+        answers = await asyncio.gather(*(t.call("queue:call_next") for t in tabs))
+        called = [a["data"]["ticket"]["id"] for a in answers if a["ok"] and a["data"]["ticket"]]
+        refused = [a["error"]["code"] for a in answers if not a["ok"]]
+        assert len(called) == 1, answers
+        assert refused == ["queue.busy"], answers
+        await tabs[0].ok(
+            "ticket:finish", {"ticket_id": called[0], "outcome": "returned", "reason": "测试"}
+        )
+    db = Database(settings.database_url)
+    try:
+        async with db.session() as s:
+            ids = [t["id"] for t in taken]
+            rows = (await s.exec(select(Ticket).where(col(Ticket.id).in_(ids)))).all()
+            assert sorted(t.status for t in rows) == ["done"] * 3 + ["waiting"]
+            made = (await s.exec(select(Call).where(col(Call.ticket_id).in_(ids)))).all()
+            assert len(made) == 3, "one call per ticket, none for a refused call next"
+    finally:
+        await db.dispose()
+
+
 # -- recall and no-show
 
 
@@ -463,6 +496,14 @@ async def test_finish_returned_with_a_reason(sock: Any) -> None:
     assert case["status"] == "returned"
     ev = next(e for e in case["timeline"] if e["kind"] == "status.returned")
     assert ev["data"]["reason"] == "缺少户口簿"
+    assert ev["data"]["from"] == "in_service"
+
+    # Sent again (a resend after a drop, another tab): refused, and nothing changes.
+    again = {"ticket_id": ticket["id"], "outcome": "returned", "reason": "再次"}
+    assert (await clerk.err("ticket:finish", again))["code"] == "ticket.state"
+    after = await get_case(clerk.user, ticket["case_id"])
+    assert after["status"] == "returned"
+    assert [e["kind"] for e in after["timeline"]] == [e["kind"] for e in case["timeline"]]
 
 
 # -- durability
