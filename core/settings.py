@@ -107,6 +107,34 @@ class Settings(BaseModel):
         gt=0,
         description="How often each node looks for tickets past their wait threshold.",
     )
+    line_alert_waiting_yellow: int = Field(
+        10, ge=1, description="People waiting on a line that raise its yellow alert (per line too)."
+    )
+    line_alert_waiting_red: int = Field(
+        20, ge=1, description="People waiting on a line that raise its red alert (per line too)."
+    )
+    line_alert_taken_yellow: int = Field(
+        40,
+        ge=1,
+        description="Tickets taken on a line in the rolling period that raise its yellow alert.",
+    )
+    line_alert_taken_red: int = Field(
+        80,
+        ge=1,
+        description="Tickets taken on a line in the rolling period that raise its red alert.",
+    )
+    line_alert_taken_window_minutes: int = Field(
+        60, ge=5, le=24 * 60, description="The rolling period over which tickets taken are counted."
+    )
+    line_alert_hysteresis: float = Field(
+        0.2,
+        ge=0,
+        lt=1,
+        description=(
+            "A line leaves a level only once its measure drops below threshold x (1 - this), "
+            "so a line hovering at a threshold does not flap."
+        ),
+    )
     appointment_slot_minutes: int = Field(
         15, ge=5, le=240, description="Length of one appointment slot on a window line."
     )

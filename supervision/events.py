@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from core.events import Event
-from supervision.models import AlertRead
+from supervision.models import AlertRead, LineAlertRead
 
 
 class AlertRaised(Event):
@@ -20,3 +20,17 @@ class AlertChanged(Event):
 
     name: ClassVar[str] = "alert:changed"
     alert: AlertRead
+
+
+class LineAlertRaised(Event):
+    """A line reached yellow or red on people waiting or tickets taken (or went on to red)."""
+
+    name: ClassVar[str] = "line_alert:raised"
+    alert: LineAlertRead
+
+
+class LineAlertChanged(Event):
+    """A line alert was acknowledged, went back to yellow, or was resolved."""
+
+    name: ClassVar[str] = "line_alert:changed"
+    alert: LineAlertRead

@@ -10,7 +10,7 @@ from core.db import Database, utcnow
 from core.events import Deliver, Outbox
 from core.settings import Settings
 from core.sms import SmsGateway
-from supervision import alerts
+from supervision import alerts, line_alerts
 
 log = logging.getLogger("cloudwindow.supervision")
 
@@ -40,6 +40,31 @@ async def sweep_alerts(
     return report
 
 
+async def sweep_line_alerts(
+    *,
+    db: Database,
+    settings: Settings,
+    sms: SmsGateway,
+    deliver: Deliver,
+    node_id: str,
+    now: dt.datetime | None = None,
+) -> line_alerts.LineReport:
+    """One round of the line alerts: raise, escalate, ease, resolve; commit, then tell people."""
+    outbox = Outbox()
+    async with db.session() as session:
+        report = await line_alerts.sweep(
+            session=session,
+            settings=settings,
+            sms=sms,
+            outbox=outbox,
+            now=now or utcnow(),
+            node_id=node_id,
+        )
+        await session.commit()
+    await deliver(outbox.take())
+    return report
+
+
 async def alert_loop(
     *, db: Database, settings: Settings, sms: SmsGateway, deliver: Deliver, node_id: str
 ) -> None:
@@ -53,3 +78,11 @@ async def alert_loop(
                 log.info("wait alerts: %d raised, %d resolved", len(report.raised), report.resolved)
         except Exception:  # a round that fails (database away) is retried on the next one
             log.exception("wait-alert sweep failed")
+        try:
+            lines = await sweep_line_alerts(
+                db=db, settings=settings, sms=sms, deliver=deliver, node_id=node_id
+            )
+            if lines.raised or lines.escalated or lines.eased or lines.resolved:
+                log.info("line alerts: %s", lines)
+        except Exception:
+            log.exception("line-alert sweep failed")

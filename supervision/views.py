@@ -1,13 +1,17 @@
-"""HTTP routes of supervision: the wait alerts of the caller's area and their lifecycle."""
+"""HTTP routes of supervision: the wait and line alerts of the caller's area, their lifecycle,
+and their counts per period."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.db import utcnow
 from httpapi.api import Api, Ctx
-from supervision import alerts
-from supervision.models import AlertNote, AlertRead
+from supervision import alerts, line_alerts, periods
+from supervision.models import AlertCounts, AlertNote, AlertRead, LineAlertRead
 
 V1 = "/api/v1"
 
@@ -51,6 +55,64 @@ async def resolve(ctx: Ctx) -> AlertRead:
     )
 
 
+class CountsQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    period: periods.Period = periods.Period.day
+    date: dt.date | None = None  # a day inside the day, week or month; empty: today
+    start: dt.date | None = None  # custom: the first and last day, inclusive
+    end: dt.date | None = None
+
+    @model_validator(mode="after")
+    def _custom_days(self) -> CountsQuery:
+        if self.period == periods.Period.custom:
+            if self.start is None or self.end is None or self.end < self.start:
+                raise ValueError("a custom period needs start and end, start <= end")
+            if (self.end - self.start).days >= periods.MAX_CUSTOM_DAYS:
+                raise ValueError(f"a custom period is at most {periods.MAX_CUSTOM_DAYS} days")
+        return self
+
+
+async def list_line_alerts(ctx: Ctx) -> list[LineAlertRead]:
+    q: AlertQuery = ctx.query
+    return await line_alerts.list_alerts(
+        session=ctx.session, principal=ctx.me, open_only=q.open, limit=q.limit
+    )
+
+
+async def acknowledge_line(ctx: Ctx) -> LineAlertRead:
+    return await line_alerts.acknowledge(
+        session=ctx.session,
+        principal=ctx.me,
+        outbox=ctx.outbox,
+        alert_id=ctx.path_int("alert_id"),
+        note=ctx.body.note,
+        now=utcnow(),
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+    )
+
+
+async def resolve_line(ctx: Ctx) -> LineAlertRead:
+    return await line_alerts.resolve(
+        session=ctx.session,
+        principal=ctx.me,
+        outbox=ctx.outbox,
+        alert_id=ctx.path_int("alert_id"),
+        note=ctx.body.note,
+        now=utcnow(),
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+    )
+
+
+async def alert_counts(ctx: Ctx) -> AlertCounts:
+    q: CountsQuery = ctx.query
+    tz = ctx.settings.timezone
+    today = q.date or utcnow().astimezone(ZoneInfo(tz)).date()
+    start, end = periods.bounds(q.period, tz=tz, today=today, start=q.start, end=q.end)
+    return await line_alerts.counts(session=ctx.session, principal=ctx.me, start=start, end=end)
+
+
 def register(api: Api) -> None:
     api.add(
         "GET",
@@ -80,5 +142,45 @@ def register(api: Api) -> None:
         action="alert.manage",
         body=AlertNote,
         response=AlertRead,
+        tags=("supervision",),
+    )
+    api.add(
+        "GET",
+        f"{V1}/alerts/counts",
+        alert_counts,
+        summary="Yellow, red and wait alerts raised in a day, week, month or custom period",
+        action="alert.read",
+        query=CountsQuery,
+        response=AlertCounts,
+        tags=("supervision",),
+    )
+    api.add(
+        "GET",
+        f"{V1}/line-alerts",
+        list_line_alerts,
+        summary="Yellow and red line alerts of the lines in my area, newest first",
+        action="alert.read",
+        query=AlertQuery,
+        response=list[LineAlertRead],
+        tags=("supervision",),
+    )
+    api.add(
+        "POST",
+        f"{V1}/line-alerts/{{alert_id:[0-9]+}}/acknowledge",
+        acknowledge_line,
+        summary="Take a line alert on, with a note of what will be done (audited)",
+        action="alert.manage",
+        body=AlertNote,
+        response=LineAlertRead,
+        tags=("supervision",),
+    )
+    api.add(
+        "POST",
+        f"{V1}/line-alerts/{{alert_id:[0-9]+}}/resolve",
+        resolve_line,
+        summary="Close a line alert by hand (audited)",
+        action="alert.manage",
+        body=AlertNote,
+        response=LineAlertRead,
         tags=("supervision",),
     )

@@ -377,3 +377,38 @@ export interface Recording {
   error: string
   segments: RecordingSegment[]
 }
+
+// ---- supervision: yellow/red line alerts and alert counts per period
+
+export type AlertLevel = 'yellow' | 'red'
+
+export interface LineAlert {
+  id: number
+  line_id: number
+  line_name: string
+  measure: 'waiting' | 'taken'
+  level: AlertLevel
+  value: number
+  threshold: number
+  window_minutes: number
+  status: 'raised' | 'acknowledged' | 'resolved'
+  raised_at: string
+  red_at: string | null
+  acknowledged_at: string | null
+  acknowledged_by: number | null
+  note: string
+  resolved_at: string | null
+  resolution: string
+}
+
+export type AlertPeriod = 'day' | 'week' | 'month' | 'custom'
+
+export interface AlertCounts {
+  start: string
+  end: string
+  yellow: number
+  red: number
+  wait: number
+  tidal: number | null
+  note: string
+}
