@@ -41,6 +41,19 @@ def touch_interval(settings: Settings) -> dt.timedelta:
     return min(TOUCH_INTERVAL, dt.timedelta(seconds=settings.session_idle_seconds / 10))
 
 
+def session_expired(
+    settings: Settings, *, expires_at: dt.datetime, last_seen_at: dt.datetime, now: dt.datetime
+) -> bool:
+    """Past its expiry, or idle too long (last_seen_at is written at most once per touch)."""
+    idle = dt.timedelta(seconds=settings.session_idle_seconds)
+    return expires_at <= now or last_seen_at + idle + touch_interval(settings) <= now
+
+
+def touch_due(settings: Settings, *, last_seen_at: dt.datetime, now: dt.datetime) -> bool:
+    """Whether a use of the session now should write last_seen_at."""
+    return now - last_seen_at >= touch_interval(settings)
+
+
 class Passwords:
     """Argon2id hashing, always off the event loop (a hash takes tens of milliseconds)."""
 
@@ -256,15 +269,13 @@ async def authenticate(
     row = await session.get(StaffSession, token_hash(token))
     if row is None:
         raise Unauthenticated()
-    idle = dt.timedelta(seconds=settings.session_idle_seconds)
-    touch = touch_interval(settings)
-    if row.expires_at <= now or row.last_seen_at + idle + touch <= now:
+    if session_expired(settings, expires_at=row.expires_at, last_seen_at=row.last_seen_at, now=now):
         await session.delete(row)
         raise Unauthenticated("session_expired").kept()
     staff = await session.get(Staff, row.staff_id)
     if staff is None or not staff.active:
         raise Unauthenticated()
-    if now - row.last_seen_at >= touch:
+    if touch_due(settings, last_seen_at=row.last_seen_at, now=now):
         row.last_seen_at = now
         session.add(row)
     return await principal_for(session, staff, row.token_hash), row

@@ -26,7 +26,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from core import resident_auth
 from core import staff as staff_service
 from core.access import Principal, authorize
-from core.db import Database, keep_refusals
+from core.db import Database, keep_refusals, utcnow
 from core.errors import AppError, Forbidden, Unauthenticated
 from core.events import Audience, AudienceKind, Delivery, Event
 from core.inputs import check
@@ -36,11 +36,12 @@ from signaling import calls, presence, queue, sweeps
 from signaling.events import LineStatusChanged, ServerDraining, TicketUpdated
 from signaling.handlers import EVENTS
 from signaling.handlers.spec import EventSpec
-from signaling.models import CallJoin, PresenceStatus
+from signaling.models import CallJoin
 from signaling.outbox import Outbox
 from signaling.payloads import MAX_SDP_BYTES
 from signaling.ports import RecorderPort, SnapshotSink
 from signaling.registry import CallRegistry, Held, MemoryRegistry, RedisRegistry
+from signaling.sessions import MAX_BATCH, Batched, StaffSessions
 from signaling.wire import WireServer
 
 log = logging.getLogger("cloudwindow.signaling")
@@ -53,7 +54,7 @@ FLOOD_FACTOR = 4
 ROLES_WITH_PRESENCE = (Role.clerk, Role.expert)
 
 
-@dataclass
+@dataclass(slots=True)
 class Bucket:
     """Token bucket: `rate` events per second sustained, `burst` at once.
 
@@ -84,13 +85,33 @@ class Bucket:
         return False
 
 
-@dataclass
+@dataclass(slots=True)
 class Conn:
+    """One socket on this node. Its call maps are made on first use: most sockets join none."""
+
     principal: Principal
     bucket: Bucket
-    calls: dict[int, int] = field(default_factory=dict)  # call id -> my participant id
-    generations: dict[int, int] = field(default_factory=dict)  # call id -> my generation
     cut: bool = False  # being disconnected for flooding
+    _calls: dict[int, int] | None = None
+    _generations: dict[int, int] | None = None
+
+    @property
+    def calls(self) -> dict[int, int]:
+        """Call id -> my participant id."""
+        if self._calls is None:
+            self._calls = {}
+        return self._calls
+
+    @property
+    def generations(self) -> dict[int, int]:
+        """Call id -> my generation."""
+        if self._generations is None:
+            self._generations = {}
+        return self._generations
+
+    def held(self) -> list[tuple[int, int]]:
+        """(call id, my participant id) of the calls this socket is in, a copy."""
+        return list(self._calls.items()) if self._calls else []
 
 
 def ok(data: Any = None) -> dict[str, Any]:
@@ -152,6 +173,9 @@ class Signaling:
             else MemoryRegistry()
         )
         self.conns: dict[str, Conn] = {}
+        # Staff cookies of connecting sockets, checked many at a time (signaling/sessions.py).
+        self.staff_sessions = StaffSessions(settings, db.dialect)
+        self.connects: Batched[str, Principal] = Batched(self._connect_batch, MAX_BATCH)
         # staff id -> their sockets on this node (clerks and experts: presence rows are per node)
         self.presence_sockets: Counter[int] = Counter()
         # line -> change counter as last pushed from this node
@@ -286,48 +310,54 @@ class Signaling:
 
     # -- connections
 
-    async def _authenticate(
-        self, session: AsyncSession, staff_cookie: Any, resident_cookie: Any
-    ) -> Principal:
-        if staff_cookie is not None:
-            principal, _row = await staff_service.authenticate(
-                session=session, settings=self.settings, token=staff_cookie.value
-            )
-        else:
-            principal, _row = await resident_auth.authenticate(
-                session=session, settings=self.settings, token=resident_cookie.value
-            )
+    async def _connect_batch(self, hashes: list[str]) -> dict[str, Principal | AppError]:
+        """One transaction for a batch of staff connects: sessions checked, presence set."""
+        now = utcnow()
+        async with self.db.engine.begin() as conn:
+            out = await self.staff_sessions.check(conn, hashes, now)
+            here = [
+                p.staff_id
+                for p in out.values()
+                if isinstance(p, Principal) and p.role in ROLES_WITH_PRESENCE
+            ]
+            await presence.connected(conn=conn, staff_ids=here, node_id=self.node_id, now=now)
+        return out
+
+    async def _resident(self, token: str) -> Principal:
+        async with self.db.session() as session:
+            async with keep_refusals(session):
+                principal, _row = await resident_auth.authenticate(
+                    session=session, settings=self.settings, token=token
+                )
+            await session.commit()
         return principal
 
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> bool:
         cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
         staff_cookie = cookie.get(self.settings.session_cookie_name)
         resident_cookie = cookie.get(resident_auth.RESIDENT_COOKIE)
-        if staff_cookie is None and resident_cookie is None:
-            raise refusal(Unauthenticated())
-        async with self.db.session() as session:
-            try:
-                async with keep_refusals(session):
-                    principal = await self._authenticate(session, staff_cookie, resident_cookie)
-            except Unauthenticated as e:
-                raise refusal(e) from None
-            if principal.role in ROLES_WITH_PRESENCE:
-                await presence.set_presence(
-                    session=session,
-                    staff_id=principal.staff_id,
-                    node_id=self.node_id,
-                    status=PresenceStatus.available,
-                )
-            await session.commit()
-        rate = self.settings.socket_events_per_second
-        self.conns[sid] = Conn(principal, Bucket(rate, self.settings.socket_event_burst))
-        if principal.role in ROLES_WITH_PRESENCE:
+        try:
+            if staff_cookie is not None:
+                token = staff_cookie.value
+                if not token or len(token) > 200:
+                    raise Unauthenticated()
+                principal = await self.connects.get(staff_service.token_hash(token))
+            elif resident_cookie is not None:
+                principal = await self._resident(resident_cookie.value)
+            else:
+                raise Unauthenticated()
+        except Unauthenticated as e:
+            raise refusal(e) from None
+        rate, burst = self.settings.socket_events_per_second, self.settings.socket_event_burst
+        self.conns[sid] = Conn(principal, Bucket(rate, burst))
+        present = principal.role in ROLES_WITH_PRESENCE
+        if present:
             self.presence_sockets[principal.staff_id] += 1
-        await self.enter(sid, Audience.staff(principal.staff_id))
-        for skill in principal.skills if principal.role == Role.expert else ():
-            await self.enter(sid, Audience.skill(skill))
-        await self.enter(sid, *(Audience.line(line_id) for line_id in principal.line_ids))
-        if principal.role in ROLES_WITH_PRESENCE:
+        rooms = [Audience.staff(principal.staff_id), *map(Audience.line, principal.line_ids)]
+        if principal.role is Role.expert:
+            rooms += map(Audience.skill, principal.skills)
+        await self.enter(sid, *rooms)
+        if present:
             await self.registry.bump_lines(set(principal.line_ids))
         return True
 
@@ -343,12 +373,12 @@ class Signaling:
             gone = self.presence_sockets[me.staff_id] <= 0
             if gone:
                 del self.presence_sockets[me.staff_id]
-        if not conn.calls and not gone:
+        if not conn.held() and not gone:
             return  # nothing to record: no database work for an idle socket going away
         outbox = Outbox()
         async with self.db.session() as session:
             # A handler still running for this socket may join or leave a call meanwhile.
-            for call_id, pid in list(conn.calls.items()):
+            for call_id, pid in conn.held():
                 await calls.disconnected(
                     session=session,
                     outbox=outbox,
@@ -363,7 +393,7 @@ class Signaling:
                 outbox.lines.update(me.line_ids)
             await session.commit()
         await self.flush(outbox)
-        for call_id, pid in list(conn.calls.items()):
+        for call_id, pid in conn.held():
             await self.registry.release(self.node_id, call_id, pid)
 
     async def on_unknown(self, event: str, sid: str, *_args: Any) -> dict[str, Any]:

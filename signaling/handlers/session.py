@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from core.access import require_line
+from core.db import single_statements
 from core.errors import NotFound
 from core.events import Audience
 from core.models import Role, WindowLine
@@ -23,6 +24,9 @@ async def h_sync(sg: Signaling, sid: str, conn: Conn, p: pl.Empty) -> Any:
     """Everything a (re)connecting client needs: its open tickets, calls and lines."""
     me = conn.principal
     async with sg.db.session() as session:
+        # Reads only: on PostgreSQL no BEGIN and ROLLBACK around them. Each read sees its own
+        # snapshot either way (READ COMMITTED), and what changes later arrives as events.
+        await single_statements(session)
         tickets = await queue.open_tickets_for(session=session, settings=sg.settings, principal=me)
         active = await calls.active_calls_for(session=session, principal=me)
         lines = []
@@ -42,6 +46,7 @@ async def h_sync(sg: Signaling, sid: str, conn: Conn, p: pl.Empty) -> Any:
 
 async def h_presence(sg: Signaling, sid: str, conn: Conn, p: pl.PresenceSet) -> dict[str, Any]:
     async def work(session: AsyncSession, outbox: Outbox) -> None:
+        await single_statements(session)  # an upsert and an update, each whole on its own
         await presence.set_presence(
             session=session, staff_id=conn.principal.staff_id, node_id=sg.node_id, status=p.status
         )
@@ -54,6 +59,7 @@ async def h_presence(sg: Signaling, sid: str, conn: Conn, p: pl.PresenceSet) -> 
 async def h_line_watch(sg: Signaling, sid: str, conn: Conn, p: pl.LineWatch) -> list[Any]:
     out = []
     async with sg.db.session() as session:
+        await single_statements(session)  # reads only, as in h_sync
         if conn.principal.role is Role.supervisor:
             # A supervisor's board follows only the lines of their area (others: 404).
             for line_id in p.line_ids:
