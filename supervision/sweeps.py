@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import TypeVar
 
 from core.db import Database, utcnow
 from core.events import Deliver, Outbox
@@ -13,6 +16,18 @@ from core.sms import SmsGateway
 from supervision import alerts, line_alerts
 
 log = logging.getLogger("cloudwindow.supervision")
+
+R = TypeVar("R")
+
+
+async def _round(db: Database, deliver: Deliver, work: Callable[..., Awaitable[R]]) -> R:
+    """One sweep round as a unit of work: the work, one commit, then tell people."""
+    outbox = Outbox()
+    async with db.session() as session:
+        report = await work(session=session, outbox=outbox)
+        await session.commit()
+    await deliver(outbox.take())
+    return report
 
 
 async def sweep_alerts(
@@ -25,19 +40,10 @@ async def sweep_alerts(
     now: dt.datetime | None = None,
 ) -> alerts.RaiseReport:
     """One round: raise what is due and resolve what moved on, commit, then tell people."""
-    outbox = Outbox()
-    async with db.session() as session:
-        report = await alerts.raise_due(
-            session=session,
-            settings=settings,
-            sms=sms,
-            outbox=outbox,
-            now=now or utcnow(),
-            node_id=node_id,
-        )
-        await session.commit()
-    await deliver(outbox.take())
-    return report
+    work = partial(
+        alerts.raise_due, settings=settings, sms=sms, now=now or utcnow(), node_id=node_id
+    )
+    return await _round(db, deliver, work)
 
 
 async def sweep_line_alerts(
@@ -50,19 +56,10 @@ async def sweep_line_alerts(
     now: dt.datetime | None = None,
 ) -> line_alerts.LineReport:
     """One round of the line alerts: raise, escalate, ease, resolve; commit, then tell people."""
-    outbox = Outbox()
-    async with db.session() as session:
-        report = await line_alerts.sweep(
-            session=session,
-            settings=settings,
-            sms=sms,
-            outbox=outbox,
-            now=now or utcnow(),
-            node_id=node_id,
-        )
-        await session.commit()
-    await deliver(outbox.take())
-    return report
+    work = partial(
+        line_alerts.sweep, settings=settings, sms=sms, now=now or utcnow(), node_id=node_id
+    )
+    return await _round(db, deliver, work)
 
 
 async def alert_loop(

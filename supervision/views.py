@@ -4,6 +4,8 @@ and their counts per period."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -12,6 +14,8 @@ from core.db import utcnow
 from httpapi.api import Api, Ctx
 from supervision import alerts, line_alerts, periods
 from supervision.models import AlertCounts, AlertNote, AlertRead, LineAlertRead
+
+R = TypeVar("R")
 
 V1 = "/api/v1"
 
@@ -26,32 +30,6 @@ async def list_alerts(ctx: Ctx) -> list[AlertRead]:
     q: AlertQuery = ctx.query
     return await alerts.list_alerts(
         session=ctx.session, principal=ctx.me, open_only=q.open, limit=q.limit
-    )
-
-
-async def acknowledge(ctx: Ctx) -> AlertRead:
-    return await alerts.acknowledge(
-        session=ctx.session,
-        principal=ctx.me,
-        outbox=ctx.outbox,
-        alert_id=ctx.path_int("alert_id"),
-        note=ctx.body.note,
-        now=utcnow(),
-        request_id=ctx.request_id,
-        ip=ctx.ip,
-    )
-
-
-async def resolve(ctx: Ctx) -> AlertRead:
-    return await alerts.resolve(
-        session=ctx.session,
-        principal=ctx.me,
-        outbox=ctx.outbox,
-        alert_id=ctx.path_int("alert_id"),
-        note=ctx.body.note,
-        now=utcnow(),
-        request_id=ctx.request_id,
-        ip=ctx.ip,
     )
 
 
@@ -79,30 +57,29 @@ async def list_line_alerts(ctx: Ctx) -> list[LineAlertRead]:
     )
 
 
-async def acknowledge_line(ctx: Ctx) -> LineAlertRead:
-    return await line_alerts.acknowledge(
-        session=ctx.session,
-        principal=ctx.me,
-        outbox=ctx.outbox,
-        alert_id=ctx.path_int("alert_id"),
-        note=ctx.body.note,
-        now=utcnow(),
-        request_id=ctx.request_id,
-        ip=ctx.ip,
-    )
+def _act(name: str, action: Callable[..., Awaitable[R]]) -> Callable[[Ctx], Awaitable[R]]:
+    """The handler of an acknowledge or resolve: the alert of the path, the note of the body."""
+
+    async def handler(ctx: Ctx) -> R:
+        return await action(
+            session=ctx.session,
+            principal=ctx.me,
+            outbox=ctx.outbox,
+            alert_id=ctx.path_int("alert_id"),
+            note=ctx.body.note,
+            now=utcnow(),
+            request_id=ctx.request_id,
+            ip=ctx.ip,
+        )
+
+    handler.__name__ = name  # the operationId
+    return handler
 
 
-async def resolve_line(ctx: Ctx) -> LineAlertRead:
-    return await line_alerts.resolve(
-        session=ctx.session,
-        principal=ctx.me,
-        outbox=ctx.outbox,
-        alert_id=ctx.path_int("alert_id"),
-        note=ctx.body.note,
-        now=utcnow(),
-        request_id=ctx.request_id,
-        ip=ctx.ip,
-    )
+acknowledge = _act("acknowledge", alerts.acknowledge)
+resolve = _act("resolve", alerts.resolve)
+acknowledge_line = _act("acknowledge_line", line_alerts.acknowledge)
+resolve_line = _act("resolve_line", line_alerts.resolve)
 
 
 async def alert_counts(ctx: Ctx) -> AlertCounts:
