@@ -28,6 +28,8 @@ class Role(StrEnum):
     supervisor = "supervisor"
     coordinator = "coordinator"
     courier = "courier"
+    operator = "operator"  # hotline operator taking residents' phone calls (12345 / 热线)
+    field_staff = "field_staff"  # goes on home visits: a mobile service point
     admin = "admin"
     resident = "resident"  # a resident signed in on their own device; never a staff account
 

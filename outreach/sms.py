@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -21,6 +22,16 @@ class RecordingSmsGateway:
     sends after commit. Phone numbers are logged masked.
     """
 
-    async def send(self, session: AsyncSession, *, phone: str, body: str, kind: str) -> None:
+    async def send(
+        self,
+        session: AsyncSession,
+        *,
+        phone: str,
+        kind: str,
+        body: str = "",
+        params: Mapping[str, str] | None = None,
+        key: str | None = None,
+    ) -> None:
+        body = body or " ".join(f"{k}={v}" for k, v in (params or {}).items())
         session.add(SmsMessage(phone=phone, body=body, kind=kind))
         log.info("sms %s to %s", kind, phone[:3] + "****" + phone[-4:])

@@ -186,6 +186,18 @@ def _install_ui(app: web.Application) -> None:
     if (dist / "assets").is_dir():
         app.router.add_static("/assets", dist / "assets")
     app.router.add_get("/", spa)
-    for page in ("point", "clerk", "expert", "supervisor", "admin", "login"):
+    for page in (
+        "point",
+        "clerk",
+        "expert",
+        "supervisor",
+        "admin",
+        "login",
+        "resident",
+        "operator",
+        "coordinator",
+        "courier",
+        "field",
+    ):
         app.router.add_get(f"/{page}", spa)
         app.router.add_get(f"/{page}/{{tail:.*}}", spa)

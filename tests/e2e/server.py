@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ from tests.signaling.nodes import ROOT, Node, server_env
 
 __all__ = ["ROOT", "UI_E2E", "Server"]
 
-# The UI built with its test hooks (npm run build:e2e); `make test` builds it.
-UI_E2E = ROOT / "web" / "ui" / "dist-e2e"
+# The UI built with its test hooks (npm run build:e2e); `make test` builds it. CW_TEST_UI_DIR
+# points the browser tests at another build of it (one per working copy of the UI).
+UI_E2E = Path(os.environ.get("CW_TEST_UI_DIR") or ROOT / "web" / "ui" / "dist-e2e")
 
 
 class Server(Node):

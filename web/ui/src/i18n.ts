@@ -1,7 +1,10 @@
 import { createI18n } from 'vue-i18n'
+import { areas } from './locales'
 
-// Every visible string lives here: zh-CN first (the default), English second. One long file
-// on purpose: a translator reads and checks both languages side by side in one place.
+// Every visible string of the cloud window lives here: zh-CN first (the default), English
+// second, so a translator reads and checks both languages side by side. Each later area
+// (statistics, residents, outreach, scheduling, ...) keeps its strings the same way in one
+// file of its own under locales/, both languages in that file; they are merged below.
 const zh = {
   app: { name: '云窗口', title: '云窗口 CloudWindow', skip: '跳到主要内容' },
   common: { yes: '是', no: '否', back: '返回', cancel: '取消', close: '关闭', retry: '重试', minutes: '{m} 分钟', under_minute: '不到 1 分钟', hours_minutes: '{h} 小时 {m} 分钟' },
@@ -13,6 +16,8 @@ const zh = {
     supervisor: '督查',
     coordinator: '上门服务协调员',
     courier: '证照速递员',
+    operator: '热线接线员',
+    field_staff: '上门服务人员',
     admin: '系统管理员',
   },
   prefs: { large: '大字' },
@@ -487,6 +492,8 @@ const en: typeof zh = {
     supervisor: 'Supervisor',
     coordinator: 'Coordinator',
     courier: 'Courier',
+    operator: 'Hotline operator',
+    field_staff: 'Home-visit staff',
     admin: 'Administrator',
   },
   prefs: { large: 'Large text' },
@@ -954,7 +961,10 @@ export const i18n = createI18n({
   legacy: false,
   locale: 'zh-CN',
   fallbackLocale: 'zh-CN',
-  messages: { 'zh-CN': zh, en },
+  messages: {
+    'zh-CN': { ...zh, ...Object.fromEntries(areas.map((a) => [a.name, a.zh])) },
+    en: { ...en, ...Object.fromEntries(areas.map((a) => [a.name, a.en])) },
+  },
   missingWarn: false,
   fallbackWarn: false,
 })

@@ -8,7 +8,10 @@ export type Role =
   | 'supervisor'
   | 'coordinator'
   | 'courier'
+  | 'operator'
+  | 'field_staff'
   | 'admin'
+  | 'resident'
 
 export interface Me {
   id: number

@@ -1,0 +1,21 @@
+"""statistics: rollups per line per 15-minute bucket
+
+Revision ID: 0015
+Revises: 0014
+Create Date: 2026-12-01 18:00:00
+"""
+
+from __future__ import annotations
+
+revision = "0015"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    pass
+
+
+def downgrade() -> None:
+    pass
