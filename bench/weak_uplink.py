@@ -6,7 +6,7 @@ is emulated through the DevTools protocol (Network.emulateNetworkConditions): 1 
 150 ms latency, 10 Mbit/s down. A 4000×3000 JPEG photo of a document (about 3.4 MB, like a
 tablet's camera) is "shot" into a checklist item's file input; the time runs until the clerk's
 page shows that item's thumbnail, loaded. Once as the app sends it (prepared on the device: turned
-upright, long side 2560 px, JPEG 0.85), once sending the original file as shot (the e2e build's
+upright, long side 2048 px, JPEG 0.82), once sending the original file as shot (the e2e build's
 switch `window.__cwRawUpload`).
 
 Goal: prepared <= 5 s, and >= 5x faster than the original. Prints one JSON line at the end.
