@@ -30,6 +30,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "该预警当前为{status}状态，不能这样处理",
         "The alert is {status}; it cannot be handled this way",
     ),
+    "planning.too_many_points": (
+        "一次规划的地点过多（{n} 个，上限 {max} 个）",
+        "Too many places in one plan ({n}; the limit is {max})",
+    ),
+    "planning.road_needs_lat_lon": (
+        "按道路计算行程需要每个地点的经纬度",
+        "Road travel times need a latitude and longitude for every place",
+    ),
+    "planning.router_unavailable": (
+        "道路行程服务暂时不可用（{reason}），请稍后重试",
+        "The road travel-time service is unavailable ({reason}); try again later",
+    ),
+    "planning.problem": ("规划数据有误：{reason}", "The planning problem is invalid: {reason}"),
     "body_too_large": (
         "请求体过大（上限 {limit} 字节）",
         "Request body too large (limit {limit} bytes)",
@@ -326,3 +339,10 @@ class RateLimited(AppError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(retry_after=retry_after, headers={"Retry-After": str(retry_after)})
+
+
+class Unavailable(AppError):
+    """Something outside the project that the request needs is down; retrying later helps."""
+
+    status = 503
+    default_code = "planning.router_unavailable"

@@ -142,6 +142,35 @@ class Settings(BaseModel):
         2, ge=1, description="Appointments one line accepts for the same slot."
     )
 
+    # -- home-visit planning (docs/planning.md)
+    planner_seconds: float = Field(
+        20.0, gt=0, le=600, description="Solver time for one home-visit plan, in seconds."
+    )
+    planner_workers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Worker processes per node that solve plans (a solve holds one CPU).",
+    )
+    planner_speed_kmh: float = Field(
+        25.0,
+        gt=0,
+        le=120,
+        description="Travel speed for planning without a road router: urban driving, km/h.",
+    )
+    planner_detour: float = Field(
+        1.3,
+        ge=1.0,
+        le=3.0,
+        description="Road distance over straight-line distance, for planning without a road "
+        "router.",
+    )
+    planner_road_router_url: str = Field(
+        "",
+        description="Base URL of an OSRM-compatible /table service for road travel times. "
+        "Empty: straight-line distance x the detour factor at the planning speed.",
+    )
+
     # -- calls
     call_rejoin_grace_seconds: int = Field(
         30, ge=1, description="A participant who drops may rejoin the same call within this time."

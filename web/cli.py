@@ -1,4 +1,4 @@
-"""The `cloudwindow` command: serve, migrate, seed, demo, create-user, settings."""
+"""The `cloudwindow` command: serve, migrate, seed, demo, create-user, plan-visits, settings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import gc
 import getpass
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from aiohttp import web
 
@@ -176,6 +177,33 @@ def settings_markdown() -> str:
     return "\n".join(rows)
 
 
+def cmd_plan_visits(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from scheduler.planning.problem import Problem
+    from scheduler.planning.solver import solve
+
+    s = _settings()
+    try:
+        text = sys.stdin.read() if args.problem == "-" else Path(args.problem).read_text("utf-8")
+    except OSError as e:
+        print(f"cloudwindow: cannot read {args.problem}: {e.strerror}", file=sys.stderr)
+        return 2
+    try:
+        problem = Problem.model_validate_json(text)
+    except ValidationError as e:
+        for err in e.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "(problem)"
+            print(f"cloudwindow: {where}: {err['msg']}", file=sys.stderr)
+        return 2
+    seconds = args.seconds if args.seconds is not None else s.planner_seconds
+    if not 0 < seconds <= 3600:
+        print("cloudwindow: --seconds must be between 0 and 3600", file=sys.stderr)
+        return 2
+    print(solve(problem, seconds=seconds, seed=args.seed).model_dump_json(indent=2))
+    return 0
+
+
 def cmd_settings(args: argparse.Namespace) -> int:
     if args.markdown:
         print(settings_markdown())
@@ -250,6 +278,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--skill", action="append", help="an expert skill (repeatable)")
     sp.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     sp.set_defaults(func=cmd_create_user)
+
+    sp = sub.add_parser(
+        "plan-visits",
+        help="plan home visits from a JSON problem",
+        description="Read a home-visit planning problem (docs/planning.md) and print its plan "
+        "as JSON: routes per staff member, unserved visits with reasons, totals.",
+    )
+    sp.add_argument(
+        "--problem", required=True, metavar="FILE.json", help="the problem ('-': stdin)"
+    )
+    sp.add_argument(
+        "--seconds", type=float, help="solver time (default: CLOUDWINDOW_PLANNER_SECONDS)"
+    )
+    sp.add_argument("--seed", type=int, default=1, help="random seed of the solver (default 1)")
+    sp.set_defaults(func=cmd_plan_visits)
 
     sp = sub.add_parser(
         "settings",

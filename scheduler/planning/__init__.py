@@ -1,0 +1,1 @@
+"""Home-visit planning: the problem format, travel times, the solver and its worker."""
