@@ -51,6 +51,8 @@ POLICY: dict[str, frozenset[Role]] = {
     "appointment.book": frozenset(
         {R.community_worker, R.resident, R.clerk, R.coordinator, R.admin}
     ),
+    # home-visit planning: solving a day's plan (a problem in docs/planning.md's format)
+    "plan.solve": frozenset({R.coordinator, R.admin}),
     # cloud-window queue and calls (socket events)
     "line.watch": frozenset({R.community_worker, R.clerk, R.supervisor, R.admin}),
     "queue.take": frozenset({R.community_worker, R.resident, R.admin}),

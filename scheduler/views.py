@@ -1,12 +1,18 @@
-"""HTTP handlers for appointments."""
+"""HTTP handlers for appointments and home-visit planning."""
 
 from __future__ import annotations
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from httpapi.api import Api, Ctx
 from scheduler import service
 from scheduler.models import AppointmentCreate, AppointmentRead
+from scheduler.planning import travel
+from scheduler.planning.problem import Coordinates, Plan, Problem
+from scheduler.planning.worker import Planner
+
+PLANNER: web.AppKey[Planner] = web.AppKey("planner", Planner)
 
 V1 = "/api/v1"
 
@@ -37,7 +43,37 @@ async def cancel(ctx: Ctx) -> AppointmentRead:
     return service.read(a)
 
 
+class SolveQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: float | None = Field(default=None, gt=0, le=120)
+
+
+async def solve(ctx: Ctx) -> Plan:
+    """Solve a problem in the node's worker process; the database connection is given back
+    first (a solve takes seconds)."""
+    problem: Problem = ctx.body
+    s = ctx.settings
+    await ctx.session.commit()
+    if isinstance(problem.travel, Coordinates) and s.planner_road_router_url:
+        m = await travel.RoadRouter(s.planner_road_router_url).table(travel.points(problem))
+        problem = problem.model_copy(update={"travel": m})
+    seconds = ctx.query.seconds or s.planner_seconds
+    return await ctx.request.app[PLANNER].plan(problem, seconds=seconds)
+
+
 def register(api: Api) -> None:
+    api.add(
+        "POST",
+        f"{V1}/planning/solve",
+        solve,
+        summary="Plan home visits: routes per staff member and shift, visits left out with "
+        "reasons (docs/planning.md)",
+        action="plan.solve",
+        body=Problem,
+        query=SolveQuery,
+        response=Plan,
+        tags=("planning",),
+    )
     api.add(
         "POST",
         f"{V1}/appointments",

@@ -22,6 +22,7 @@ from media import views as media_views
 from media.service import Recordings
 from outreach.sms import RecordingSmsGateway
 from scheduler import views as scheduler_views
+from scheduler.planning.worker import Planner
 from signaling import views as signaling_views
 from signaling.server import Signaling
 from supervision import views as supervision_views
@@ -76,6 +77,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(_drain_signaling)
     app.cleanup_ctx.append(_materials)
     app.cleanup_ctx.append(_supervision)
+    app.cleanup_ctx.append(_planner)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
@@ -144,6 +146,14 @@ async def _supervision(app: web.Application) -> AsyncIterator[None]:
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def _planner(app: web.Application) -> AsyncIterator[None]:
+    """The node's planning worker process, started on the first solve."""
+    planner = Planner(app[keys.SETTINGS].planner_workers)
+    app[scheduler_views.PLANNER] = planner
+    yield
+    await asyncio.to_thread(planner.close)
 
 
 async def _sweep_forever(materials: Materials, interval: float) -> None:

@@ -307,3 +307,26 @@ async def test_the_worker_process_solves_off_the_event_loop() -> None:
         planner.close()
     m = travel.matrix(Problem.model_validate(raw))
     assert check(raw, plan.model_dump(), m.durations, m.distances) == []
+
+
+async def test_coordinators_solve_over_http_and_bad_problems_change_nothing(as_user: Any) -> None:
+    raw = district(11, visits=15, staff=3, depots=2)
+    coordinator = await as_user("coordinator")
+    resp = await coordinator.post("/api/v1/planning/solve?seconds=0.5", json=raw)
+    assert resp.status == 200, await resp.text()
+    plan = await resp.json()
+    m = travel.matrix(Problem.model_validate(raw))
+    assert check(raw, plan, m.durations, m.distances) == []
+    assert plan["totals"]["served"] + plan["totals"]["unserved"] == 15
+
+    raw["visits"][0]["duration"] = -1
+    resp = await coordinator.post("/api/v1/planning/solve?seconds=0.5", json=raw)
+    assert resp.status == 422
+    body = await resp.json()
+    details = body["error"]["details"]
+    assert [d["loc"] for d in details] == [["visits", "0", "duration"]], body
+    resp = await coordinator.post("/api/v1/planning/solve?seconds=9999", json=raw)
+    assert resp.status == 422
+    clerk = await as_user("clerk")
+    resp = await clerk.post("/api/v1/planning/solve", json=raw)
+    assert resp.status == 403
