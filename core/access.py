@@ -28,16 +28,26 @@ ALL_STAFF = EVERYONE - {R.resident}
 POLICY: dict[str, frozenset[Role]] = {
     "catalog.read": EVERYONE,
     "sites.read": EVERYONE,
-    "resident.create": frozenset({R.community_worker, R.clerk, R.coordinator, R.admin}),
+    "resident.create": frozenset({R.community_worker, R.clerk, R.coordinator, R.operator, R.admin}),
     "resident.read": frozenset(
         {R.community_worker, R.clerk, R.expert, R.supervisor, R.coordinator, R.admin}
     ),
     "resident.reveal_id": frozenset({R.clerk, R.admin}),
     "case.create": frozenset({R.community_worker, R.clerk, R.admin}),
     "case.read": frozenset(
-        {R.community_worker, R.resident, R.clerk, R.expert, R.supervisor, R.coordinator, R.admin}
+        {
+            R.community_worker,
+            R.resident,
+            R.clerk,
+            R.expert,
+            R.supervisor,
+            R.coordinator,
+            R.field_staff,  # the case of their visit, served at the home
+            R.admin,
+        }
     ),
-    "case.rate": frozenset({R.community_worker, R.resident}),
+    # field staff record the resident's rating at the home, as a point's worker does
+    "case.rate": frozenset({R.community_worker, R.resident, R.field_staff}),
     # the clerk serving a case takes it on despite an eligibility mismatch, with a reason
     "case.accept_eligibility": frozenset({R.clerk}),
     "queue.list": frozenset({R.clerk, R.supervisor, R.admin}),
@@ -48,28 +58,99 @@ POLICY: dict[str, frozenset[Role]] = {
     # supervision (every read is scoped to the lines of the caller's area)
     "alert.read": frozenset({R.supervisor, R.admin}),
     "alert.manage": frozenset({R.supervisor, R.admin}),
+    # supervision: the live board and the hall's wall display (lines_in_scope)
+    "board.read": frozenset({R.supervisor, R.admin}),
+    # supervision: alert thresholds and bad-rating follow-ups (scoped to the caller's area)
+    "threshold.read": frozenset({R.supervisor, R.admin}),
+    "threshold.manage": frozenset({R.supervisor, R.admin}),
+    "followup.read": frozenset({R.supervisor, R.admin}),
+    "followup.manage": frozenset({R.supervisor, R.admin}),
+    # supervision: tidal windows (suggestions and moves scoped to the caller's area; a clerk
+    # reads their own move)
+    "tidal.read": frozenset({R.supervisor, R.admin}),
+    "tidal.manage": frozenset({R.supervisor, R.admin}),
+    "tidal.mine": frozenset({R.clerk}),
+    # statistics: figures, charts and exports of the lines in the caller's area
+    "stats.read": frozenset({R.supervisor, R.admin}),
+    # appointments: booking, a line's slots (may_book_line scopes the line, require_resident
+    # the resident); the hotline operator books for callers
     "appointment.book": frozenset(
-        {R.community_worker, R.resident, R.clerk, R.coordinator, R.admin}
+        {R.community_worker, R.resident, R.clerk, R.coordinator, R.operator, R.admin}
     ),
     # home-visit planning: solving a day's plan (a problem in docs/planning.md's format)
     "plan.solve": frozenset({R.coordinator, R.admin}),
+    # visit plans: versions of a day's plan of an area (require_visit_plan scopes each one);
+    # the visit day: field staff read their own route and check in at the door
+    "plan.read": frozenset({R.coordinator, R.admin}),
+    "plan.manage": frozenset({R.coordinator, R.admin}),
+    "field.route": frozenset({R.field_staff}),
+    "field.check_in": frozenset({R.field_staff}),
     # cloud-window queue and calls (socket events)
     "line.watch": frozenset({R.community_worker, R.clerk, R.supervisor, R.admin}),
-    "queue.take": frozenset({R.community_worker, R.resident, R.admin}),
-    "queue.answer": frozenset({R.community_worker, R.resident, R.admin}),
-    "queue.cancel": frozenset({R.community_worker, R.resident, R.clerk, R.admin}),
-    "queue.watch": frozenset({R.community_worker, R.resident, R.clerk, R.supervisor, R.admin}),
+    # field staff at a resident's home are a mobile service point: they take a number for
+    # their visit's case only (scheduler/field.py checks the visit), and join its call
+    "queue.take": frozenset({R.community_worker, R.resident, R.field_staff, R.admin}),
+    "queue.answer": frozenset({R.community_worker, R.resident, R.field_staff, R.admin}),
+    "queue.cancel": frozenset({R.community_worker, R.resident, R.clerk, R.field_staff, R.admin}),
+    "queue.watch": frozenset(
+        {R.community_worker, R.resident, R.clerk, R.supervisor, R.field_staff, R.admin}
+    ),
     "queue.serve": frozenset({R.clerk}),
     "presence.set": frozenset({R.clerk, R.expert}),
     "expert.accept": frozenset({R.expert}),
-    "call.participate": frozenset({R.community_worker, R.resident, R.clerk, R.expert, R.admin}),
+    "call.participate": frozenset(
+        {R.community_worker, R.resident, R.clerk, R.expert, R.field_staff, R.admin}
+    ),
     # materials (who may see one is decided per case: participants and its line's supervisors)
-    "material.upload": frozenset({R.community_worker, R.resident, R.clerk, R.admin}),
+    "material.upload": frozenset({R.community_worker, R.resident, R.clerk, R.field_staff, R.admin}),
     "material.review": frozenset({R.clerk}),
     "recording.play": frozenset({R.clerk, R.supervisor}),
     "material.view": frozenset(
-        {R.community_worker, R.resident, R.clerk, R.expert, R.supervisor, R.admin}
+        {R.community_worker, R.resident, R.clerk, R.expert, R.supervisor, R.field_staff, R.admin}
     ),
+    # home service (上门服务): who takes, follows and triages requests (scoped per record by
+    # require_home_request); home.private: who sees a request's sensitive part (basis,
+    # expected date, full address, notes), besides the resident themself
+    "home.request": frozenset({R.operator, R.community_worker, R.coordinator, R.resident, R.admin}),
+    "home.read": frozenset(
+        {R.operator, R.community_worker, R.coordinator, R.field_staff, R.resident, R.admin}
+    ),
+    "home.answer": frozenset({R.operator, R.community_worker, R.coordinator, R.resident, R.admin}),
+    "home.cancel": frozenset({R.operator, R.community_worker, R.coordinator, R.resident, R.admin}),
+    "home.intake": frozenset({R.operator, R.community_worker, R.coordinator, R.admin}),
+    "home.triage": frozenset({R.coordinator, R.admin}),
+    "home.visit": frozenset({R.field_staff, R.coordinator, R.admin}),
+    "home.private": frozenset({R.coordinator, R.field_staff, R.admin}),
+    "home.counts": frozenset({R.coordinator, R.supervisor, R.admin}),
+    # resident pages: a resident checks an item's rules against themself before taking a
+    # number (require_resident keeps them to their own record)
+    "eligibility.check": frozenset(
+        {
+            R.community_worker,
+            R.clerk,
+            R.expert,
+            R.supervisor,
+            R.coordinator,
+            R.operator,
+            R.resident,
+            R.admin,
+        }
+    ),
+    # licences and expiry reminders: staff browse the register of their area (each licence by
+    # may_see_licence), coordinators and admins import existing licences, admins set a type's
+    # reminder policy; a resident sees and stops their own reminders
+    "licence.read": frozenset({R.coordinator, R.supervisor, R.operator, R.admin}),
+    "licence.import": frozenset({R.coordinator, R.admin}),
+    "licence.policy": frozenset({R.admin}),
+    "reminder.own": frozenset({R.resident}),
+    # courier deliveries (证照速递): the courier works their own deliveries (require_delivery);
+    # staff of the area follow them and open a proof (audited); supervisors release a locked
+    # one; whoever may read a case, and its resident, choose delivery for it
+    "delivery.courier": frozenset({R.courier}),
+    "delivery.read": frozenset({R.supervisor, R.coordinator, R.admin}),
+    "delivery.manage": frozenset({R.supervisor, R.admin}),
+    "delivery.own": frozenset({R.resident}),
+    "delivery.choose": frozenset({R.clerk, R.community_worker, R.field_staff, R.resident}),
 }
 
 
@@ -328,6 +409,17 @@ async def may_see_line(session: AsyncSession, principal: Principal, line: Window
     return line.id in principal.line_ids or await site_in_scope(session, principal, line.site_id)
 
 
+async def may_book_line(session: AsyncSession, principal: Principal, line: WindowLine) -> bool:
+    """Appointments: residents at any hall; staff at the lines they may see and at the halls
+    above their own sites (a community worker books at the town and the district)."""
+    if principal.is_resident or await may_see_line(session, principal, line):
+        return True
+    for site_id in principal.site_ids:
+        if any(s.id == line.site_id for s in await site_ancestry(session, site_id)):
+            return True
+    return False
+
+
 async def require_line(
     session: AsyncSession,
     principal: Principal,
@@ -338,3 +430,276 @@ async def require_line(
     """The line (and its queue, alerts and figures) if `may_see_line`, else 404."""
     if not await may_see_line(session, principal, line):
         raise not_found or NotFound(f"窗口 {line.id}", f"Window line {line.id}")
+
+
+# -- supervision: the live board
+
+
+async def lines_in_scope(session: AsyncSession, principal: Principal) -> list[WindowLine]:
+    """Every line `may_see_line` allows, in one query (the board reads a whole area at once).
+
+    The walk goes down from the caller's sites (a town's head: the town hall and its
+    communities) instead of up from each line; a test holds both rules to the same answer.
+    """
+    q = select(WindowLine).order_by(col(WindowLine.site_id), col(WindowLine.id))
+    if principal.is_resident:
+        return []
+    if not principal.is_admin:
+        sites = Site.__table__  # type: ignore[attr-defined]
+        down = (
+            sa.select(sites.c.id, sa.literal(1).label("depth"))
+            .where(sites.c.id.in_(sorted(principal.site_ids) or [0]))
+            .cte("down", recursive=True)
+        )
+        down = down.union_all(
+            sa.select(sites.c.id, (down.c.depth + 1).label("depth"))
+            .join(down, sites.c.parent_id == down.c.id)
+            .where(down.c.depth < MAX_SITE_DEPTH)
+        )
+        q = q.where(
+            sa.or_(
+                col(WindowLine.site_id).in_(sa.select(down.c.id)),
+                col(WindowLine.id).in_(sorted(principal.line_ids) or [0]),
+            )
+        )
+    return list((await session.exec(q)).all())
+
+
+# -- supervision: bad-rating follow-ups (and their overdue alerts)
+
+
+class FollowupFacts(Protocol):
+    """What the follow-up rule reads of a follow-up or its alert (supervision owns them)."""
+
+    id: int | None
+    line_id: int | None
+    site_id: int
+
+
+async def may_see_followup(session: AsyncSession, principal: Principal, f: FollowupFacts) -> bool:
+    """The supervisors of the case's line (as for its alerts); a case without a line: of its
+    site's area."""
+    if principal.is_resident:
+        return False
+    line = await session.get(WindowLine, f.line_id) if f.line_id is not None else None
+    if line is not None:
+        return await may_see_line(session, principal, line)
+    return await site_in_scope(session, principal, f.site_id)
+
+
+async def require_followup(
+    session: AsyncSession,
+    principal: Principal,
+    f: FollowupFacts,
+    *,
+    not_found: AppError | None = None,
+) -> None:
+    """The follow-up (or its alert) if `may_see_followup`, else 404."""
+    if not await may_see_followup(session, principal, f):
+        raise not_found or NotFound(f"差评回访 {f.id}", f"Follow-up {f.id}")
+
+
+# -- supervision: tidal windows
+
+
+class TidalMoveFacts(Protocol):
+    """What the tidal rule reads of a move (supervision owns the table)."""
+
+    id: int | None
+    from_line_id: int
+    to_line_id: int
+
+
+async def may_see_tidal_move(
+    session: AsyncSession, principal: Principal, move: TidalMoveFacts
+) -> bool:
+    """Whoever may see either of its lines: the move takes from one and gives to the other."""
+    for line_id in (move.to_line_id, move.from_line_id):
+        line = await session.get(WindowLine, line_id)
+        if line is not None and await may_see_line(session, principal, line):
+            return True
+    return False
+
+
+async def require_tidal_move(
+    session: AsyncSession, principal: Principal, move: TidalMoveFacts
+) -> None:
+    """The move if `may_see_tidal_move`, else 404. Applying one needs both lines (the
+    service checks each with require_line) and a clerk bound to the donor line."""
+    if not await may_see_tidal_move(session, principal, move):
+        raise NotFound(f"潮汐调配 {move.id}", f"Tidal move {move.id}")
+
+
+# -- home service: requests and their visits
+
+
+class HomeRequestFacts(Protocol):
+    """What the home-request rule reads of a request (outreach owns the table)."""
+
+    id: int | None
+    resident_id: int
+    site_id: int
+    created_by: int | None
+
+
+async def may_see_home_request(
+    session: AsyncSession,
+    principal: Principal,
+    req: HomeRequestFacts,
+    *,
+    visitors: frozenset[int] = frozenset(),
+) -> bool:
+    """The resident themself; whoever took the request; field staff sent on its visits
+    (`visitors`); operators, community workers and coordinators of its community's area."""
+    if principal.is_resident:
+        return req.resident_id == principal.resident_id
+    if principal.is_admin or req.created_by == principal.staff_id:
+        return True
+    if principal.role is Role.field_staff:
+        return principal.staff_id in visitors
+    if principal.role in (Role.operator, Role.community_worker, Role.coordinator):
+        return await site_in_scope(session, principal, req.site_id)
+    return False
+
+
+async def require_home_request(
+    session: AsyncSession,
+    principal: Principal,
+    req: HomeRequestFacts,
+    *,
+    visitors: frozenset[int] = frozenset(),
+) -> None:
+    """The request if `may_see_home_request`, else 404."""
+    if not await may_see_home_request(session, principal, req, visitors=visitors):
+        raise NotFound(f"上门服务申请 {req.id}", f"Home-service request {req.id}")
+
+
+def may_see_home_private(principal: Principal, req: HomeRequestFacts) -> bool:
+    """Of a request already visible: its sensitive part goes to the resident and to the roles
+    of `home.private` only (an operator or community worker sees the masked request)."""
+    if principal.is_resident:
+        return req.resident_id == principal.resident_id
+    return can(principal, "home.private")
+
+
+# -- licences: the register of each office, and its holders
+
+
+class LicenceFacts(Protocol):
+    """What the licence rule reads of a licence (outreach owns the table)."""
+
+    id: int | None
+    resident_id: int
+    site_id: int  # the office whose register holds it
+
+
+def area_sites(principal: Principal) -> Any:
+    """The caller's sites and every site below them, as a subquery of ids (for lists that
+    apply the rules below in SQL); admins: None, every site."""
+    if principal.is_admin:
+        return None
+    sites = Site.__table__  # type: ignore[attr-defined]
+    down = (
+        sa.select(sites.c.id, sa.literal(1).label("depth"))
+        .where(sites.c.id.in_(sorted(principal.site_ids) or [0]))
+        .cte("area_down", recursive=True)
+    )
+    down = down.union_all(
+        sa.select(sites.c.id, (down.c.depth + 1).label("depth"))
+        .join(down, sites.c.parent_id == down.c.id)
+        .where(down.c.depth < MAX_SITE_DEPTH)
+    )
+    return sa.select(down.c.id)
+
+
+async def may_see_licence(session: AsyncSession, principal: Principal, lic: LicenceFacts) -> bool:
+    """The holder on their own device; admins; staff whose area holds the issuing office or
+    the holder's community. outreach/licences.py applies the same rule to its lists through
+    area_sites()."""
+    if principal.is_resident:
+        return lic.resident_id == principal.resident_id
+    if principal.is_admin or await site_in_scope(session, principal, lic.site_id):
+        return True
+    holder = await session.get(Resident, lic.resident_id)
+    return bool(
+        holder is not None
+        and holder.community_id is not None
+        and await site_in_scope(session, principal, holder.community_id)
+    )
+
+
+async def require_licence(session: AsyncSession, principal: Principal, lic: LicenceFacts) -> None:
+    """The licence if `may_see_licence`, else 404."""
+    if not await may_see_licence(session, principal, lic):
+        raise NotFound(f"证照 {lic.id}", f"Licence {lic.id}")
+
+
+# -- visit plans and the visit day (scheduler/plans.py, scheduler/field.py)
+
+
+class VisitPlanFacts(Protocol):
+    """What the plan rule reads of a plan version (scheduler owns the table)."""
+
+    id: int | None
+    site_id: int  # the area planned: a town or the district
+
+
+async def require_visit_plan(
+    session: AsyncSession, principal: Principal, plan: VisitPlanFacts
+) -> None:
+    """Coordinators of the plan's area (bound to it or above it) and admins; else 404."""
+    if (
+        principal.is_resident
+        or principal.role not in (Role.coordinator, Role.admin)
+        or not await site_in_scope(session, principal, plan.site_id)
+    ):
+        raise NotFound(f"上门服务方案 {plan.id}", f"Visit plan {plan.id}")
+
+
+class HomeVisitFacts(Protocol):
+    """What the visit rule reads of a home visit (outreach owns the table)."""
+
+    id: int | None
+    staff_id: int
+
+
+def require_own_visit(principal: Principal, visit: HomeVisitFacts) -> None:
+    """A field staff member's own visit (their route, check-in, number at the door); else 404."""
+    if principal.role is not Role.field_staff or visit.staff_id != principal.staff_id:
+        raise NotFound(f"上门服务 {visit.id}", f"Home visit {visit.id}")
+
+
+# -- courier deliveries (scheduler/deliveries.py)
+
+
+class DeliveryFacts(Protocol):
+    """What the delivery rule reads of a delivery (scheduler owns the table)."""
+
+    id: int | None
+    resident_id: int
+    courier_id: int | None
+    from_site_id: int  # the issuing hall
+    to_site_id: int  # the resident's community
+
+
+async def may_see_delivery(session: AsyncSession, principal: Principal, d: DeliveryFacts) -> bool:
+    """Its courier; its resident on their own device; admins; and the supervisors and
+    coordinators whose area holds the issuing hall or the resident's community. Other couriers
+    never: the address is the assigned courier's alone."""
+    if principal.is_resident:
+        return d.resident_id == principal.resident_id
+    if principal.role is Role.courier:
+        return d.courier_id == principal.staff_id
+    if principal.is_admin:
+        return True
+    if principal.role not in (Role.supervisor, Role.coordinator):
+        return False
+    return await site_in_scope(session, principal, d.from_site_id) or await site_in_scope(
+        session, principal, d.to_site_id
+    )
+
+
+async def require_delivery(session: AsyncSession, principal: Principal, d: DeliveryFacts) -> None:
+    """The delivery if `may_see_delivery`, else 404."""
+    if not await may_see_delivery(session, principal, d):
+        raise NotFound(f"配送单 {d.id}", f"Delivery {d.id}")

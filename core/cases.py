@@ -201,7 +201,13 @@ async def read(*, session: AsyncSession, case: Case, timeline: bool = True) -> C
 def _rating_read(r: CaseRating | None) -> RatingRead | None:
     if r is None:
         return None
-    return RatingRead(case_id=r.case_id, score=r.score, comment=r.comment, rated_at=r.rated_at)
+    return RatingRead(
+        case_id=r.case_id,
+        score=r.score,
+        comment=r.comment,
+        rated_at=r.rated_at,
+        complaint=r.complaint,
+    )
 
 
 RATEABLE = frozenset({CaseStatus.completed, CaseStatus.accepted, CaseStatus.returned})
@@ -222,6 +228,7 @@ async def rate(
         case_id=case_id,
         score=rating_in.score,
         comment=rating_in.comment,
+        complaint=rating_in.complaint,
         rated_at=now,
         recorded_by=principal.staff_fk,
         resident_id=case.resident_id,
@@ -234,7 +241,11 @@ async def rate(
         "rating",
         actor_id=principal.staff_fk,
         at=now,
-        data={"score": rating_in.score, "comment": bool(rating_in.comment)},
+        data={
+            "score": rating_in.score,
+            "comment": bool(rating_in.comment),
+            "complaint": rating_in.complaint,
+        },
     )
     rated = _rating_read(row)
     assert rated is not None

@@ -131,6 +131,18 @@ class ServiceItem(SQLModel, table=True):
     max_age: int | None = Field(default=None)
     needs_disability: bool = Field(default=False)
     needs_local_residence: bool = Field(default=False)
+    # Home service (上门服务): whether the item can be handled at the resident's home, and for
+    # whom: "elderly" (60 or over), "disabled" (certificate on file), "pregnant" (declared with
+    # an expected date, checked at the visit). outreach/home.py applies it.
+    home_visit: bool = Field(default=False)
+    home_visit_for: list[str] = Field(default_factory=list, sa_type=JSON)
+    # Visit planning (scheduler/plans.py): time at the door and what the visitor must be able
+    # to do (e.g. "disability_assessment", "hukou_officer"; field staff carry skills).
+    home_visit_minutes: int = Field(default=40)
+    home_visit_skills: list[str] = Field(default_factory=list, sa_type=JSON)
+    # The licence a completed case of this item issues (outreach's licence register makes it,
+    # valid for the type's validity_months); empty: the item yields none.
+    licence_type_id: int | None = Field(default=None, foreign_key="licence_type.id")
 
 
 class MaterialSpec(SQLModel, table=True):
@@ -247,6 +259,9 @@ class Case(SQLModel, table=True):
     updated_at: dt.datetime = _ts()
     closed_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
     note: str = Field(default="", max_length=1000)
+    # The resident chose to have the licence brought home (证照速递, scheduler/deliveries.py);
+    # a home-service case is delivered without asking.
+    licence_delivery: bool = Field(default=False)
 
 
 class CaseEvent(SQLModel, table=True):
@@ -271,6 +286,8 @@ class CaseRating(SQLModel, table=True):
     recorded_by: int | None = Field(default=None, foreign_key="staff.id")
     resident_id: int | None = Field(default=None, foreign_key="resident.id")
     line_id: int | None = Field(default=None, foreign_key="window_line.id", index=True)
+    # The comment is a written complaint (投诉): it opens a follow-up whatever the score.
+    complaint: bool = Field(default=False)
 
 
 class AuditEntry(SQLModel, table=True):
@@ -311,6 +328,19 @@ class ResidentLoginCode(SQLModel, table=True):
     created_at: dt.datetime = _ts(index=True)
     expires_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     attempts: int = Field(default=0)
+    used_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class ResidentLink(SQLModel, table=True):
+    """A single-use link sent by SMS that opens one resident page (after the SMS code)."""
+
+    __tablename__ = "resident_link"
+    id: int | None = Field(default=None, primary_key=True)
+    token_hash: str = Field(max_length=64, unique=True, index=True)
+    resident_id: int = Field(foreign_key="resident.id", index=True)
+    path: str = Field(max_length=200)
+    created_at: dt.datetime = _ts()
+    expires_at: dt.datetime = Field(sa_type=UTCDateTime, nullable=False)
     used_at: dt.datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
@@ -382,6 +412,13 @@ class RatingIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
     score: int = pydantic.Field(ge=1, le=5)
     comment: str = pydantic.Field(default="", max_length=500)
+    complaint: bool = False  # the comment is a complaint (it must then say something)
+
+    @pydantic.model_validator(mode="after")
+    def _complaint_is_written(self) -> RatingIn:
+        if self.complaint and not self.comment:
+            raise ValueError("a complaint needs the comment that says what went wrong")
+        return self
 
 
 class RatingRead(BaseModel):
@@ -389,6 +426,7 @@ class RatingRead(BaseModel):
     score: int
     comment: str
     rated_at: dt.datetime
+    complaint: bool = False
 
 
 class CaseRead(BaseModel):
@@ -519,6 +557,32 @@ class ResidentMe(BaseModel):
     id_masked: str
     community_id: int | None
     csrf_token: str
+    age: int = 0
+    elderly: bool = False  # 60 or over: the resident pages open in elder mode (large text)
+    phone_masked: str = ""
+
+
+class LinkIn(BaseModel):
+    """A sign-in link token from an SMS (/resident/l/<token>)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    token: str = pydantic.Field(min_length=1, max_length=100)
+
+
+class LinkCodeLogin(LinkIn):
+    code: str = pydantic.Field(pattern=r"^[0-9]{6}$")
+
+
+class LinkRead(BaseModel):
+    """What an unused link shows before the code: where it leads and where the code goes."""
+
+    path: str
+    phone_masked: str
+    expires_at: dt.datetime
+
+
+class LinkLoginRead(ResidentMe):
+    path: str
 
 
 class ResidentCreate(BaseModel):

@@ -15,7 +15,15 @@ from core import idnumber, residents
 from core.access import Principal
 from core.db import utcnow
 from core.errors import RateLimited, Unauthenticated
-from core.models import CodeLogin, CodeRequest, ResidentLoginCode, ResidentMe, ResidentSession, Role
+from core.models import (
+    CodeLogin,
+    CodeRequest,
+    Resident,
+    ResidentLoginCode,
+    ResidentMe,
+    ResidentSession,
+    Role,
+)
 from core.pii import PiiCipher
 from core.settings import Settings
 from core.sms import SmsGateway
@@ -48,6 +56,15 @@ async def request_code(
         return
     if resident.phone != phone or resident.id is None:
         return
+    await send_code(session=session, cipher=cipher, sms=sms, resident=resident)
+
+
+async def send_code(
+    *, session: AsyncSession, cipher: PiiCipher, sms: SmsGateway, resident: Resident
+) -> None:
+    """A fresh code to the resident's registered phone, within the hourly limit."""
+    assert resident.id is not None
+    phone = resident.phone
     now = utcnow()
     sent = (
         await session.exec(
@@ -62,19 +79,20 @@ async def request_code(
     if sent >= CODES_PER_HOUR:
         raise RateLimited(retry_after=3600)
     code = f"{secrets.randbelow(10**6):06d}"
-    session.add(
-        ResidentLoginCode(
-            resident_id=resident.id,
-            code_hash=_code_hash(resident.id, code, cipher.lookup_key),
-            created_at=now,
-            expires_at=now + CODE_TTL,
-        )
+    login_code = ResidentLoginCode(
+        resident_id=resident.id,
+        code_hash=_code_hash(resident.id, code, cipher.lookup_key),
+        created_at=now,
+        expires_at=now + CODE_TTL,
     )
+    session.add(login_code)
+    await session.flush()  # its id keys the message: one SMS per code
     await sms.send(
         session,
         phone=phone,
-        body=f"【云窗口】您的登录验证码为 {code}，5 分钟内有效。如非本人操作请忽略。",
-        kind="login_code",
+        kind="login.code",
+        params={"code": code},
+        key=f"login.code:{login_code.id}",
     )
 
 
@@ -90,6 +108,14 @@ async def login(
         raise Unauthenticated("bad_credentials") from None
     if resident.id is None or resident.phone != idnumber.normalize_phone(request.phone):
         raise Unauthenticated("bad_credentials")
+    return await sign_in(session=session, cipher=cipher, resident=resident, code=request.code)
+
+
+async def sign_in(
+    *, session: AsyncSession, cipher: PiiCipher, resident: Resident, code: str
+) -> tuple[str, ResidentMe]:
+    """Check the resident's latest live code; open a session. A wrong code counts a guess."""
+    assert resident.id is not None
     now = utcnow()
     row = (
         await session.exec(
@@ -107,7 +133,7 @@ async def login(
     if row is None:
         raise Unauthenticated("bad_credentials")
     row.attempts += 1
-    expected = _code_hash(resident.id, request.code, cipher.lookup_key)
+    expected = _code_hash(resident.id, code, cipher.lookup_key)
     if not hmac.compare_digest(row.code_hash, expected):
         session.add(row)
         raise Unauthenticated("bad_credentials").kept()
@@ -124,14 +150,23 @@ async def login(
             expires_at=now + SESSION_TTL,
         )
     )
-    me = ResidentMe(
+    return token, me_of(resident, csrf)
+
+
+def me_of(resident: Resident, csrf_token: str) -> ResidentMe:
+    """The signed-in resident as their pages see them (age decides the default text size)."""
+    assert resident.id is not None
+    age = residents.age_of(resident.birth_date, dt.date.today())
+    return ResidentMe(
         resident_id=resident.id,
         name=resident.name,
         id_masked=resident.id_masked,
         community_id=resident.community_id,
-        csrf_token=csrf,
+        csrf_token=csrf_token,
+        age=age,
+        elderly=age >= residents.ELDERLY_AGE,
+        phone_masked=residents.mask_phone(resident.phone),
     )
-    return token, me
 
 
 async def authenticate(

@@ -149,6 +149,11 @@ def _context(id_hash: str) -> str:
     return f"resident:{id_hash}"
 
 
+def seal_id(cipher: PiiCipher, number: str, id_hash: str) -> str:
+    """The id_cipher of a resident row with this lookup hash (registering many at once)."""
+    return cipher.encrypt(number, context=_context(id_hash))
+
+
 async def create(
     *, session: AsyncSession, cipher: PiiCipher, resident_in: ResidentCreate, created_by: int | None
 ) -> Resident:

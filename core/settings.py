@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import secrets
 from collections.abc import Mapping
@@ -90,7 +91,12 @@ class Settings(BaseModel):
         1, ge=0, description="Automatic recalls before an unanswered ticket is marked no-show."
     )
     default_handling_seconds: int = Field(
-        480, ge=30, description="Handling time assumed for wait estimates until a line has history."
+        480,
+        ge=30,
+        description=(
+            "Handling time the tidal sizing assumes until a line has history (never shown as "
+            "measured)."
+        ),
     )
 
     wait_alert_minutes: int = Field(
@@ -135,11 +141,117 @@ class Settings(BaseModel):
             "so a line hovering at a threshold does not flap."
         ),
     )
+    # -- tidal windows (docs/supervision.md, "Tidal windows")
+    tidal_window_minutes: int = Field(
+        30,
+        ge=5,
+        le=240,
+        description=(
+            "Length of a tidal window: arrivals are counted over the last window, and a line "
+            "must be short in two windows running before a move is suggested."
+        ),
+    )
+    tidal_current_weight: float = Field(
+        0.6,
+        ge=0,
+        le=1,
+        description=(
+            "Weight of the current window's arrivals in the blend with history (same weekday "
+            "and time in past weeks); history gets the rest."
+        ),
+    )
+    tidal_history_weeks: int = Field(
+        4, ge=0, le=26, description="Past weeks of the same weekday and time blended in."
+    )
+    tidal_service_level: float = Field(
+        0.8,
+        gt=0,
+        lt=1,
+        description=(
+            "Share of residents to call within the line's wait target (its wait-alert "
+            "threshold); the tidal rule sizes clerks for it."
+        ),
+    )
+    tidal_min_stay_minutes: int = Field(
+        30, ge=1, le=24 * 60, description="Shortest tidal move; a moved clerk stays at least this."
+    )
+    tidal_default_stay_minutes: int = Field(
+        60,
+        ge=1,
+        le=24 * 60,
+        description="Default length of a suggested move (rounded up to a window boundary).",
+    )
+    tidal_max_stay_minutes: int = Field(
+        480, ge=1, le=24 * 60, description="Longest tidal move that may be applied."
+    )
+    tidal_sweep_interval_seconds: float = Field(
+        30.0,
+        gt=0,
+        description=(
+            "How often each node records the lines' shortfall for the window and ends moves "
+            "whose time has come."
+        ),
+    )
+    followup_deadline_working_days: int = Field(
+        5,
+        ge=1,
+        le=30,
+        description=(
+            "Working days (public holidays and adjusted workdays counted) the department heads "
+            "have to call back and rectify a bad rating or complaint before it is overdue."
+        ),
+    )
+    # -- statistics (docs/statistics.md)
+    stats_rollup_interval_seconds: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "How often the statistics rollups are brought up to date (one node does each "
+            "round); figures are as of the last round."
+        ),
+    )
+    demo_history_days: int = Field(
+        21,
+        ge=0,
+        le=400,
+        description=(
+            "Days of synthetic history `cloudwindow demo` writes for the demo district the first "
+            "time, so the statistics have something to show (0: none)."
+        ),
+    )
     appointment_slot_minutes: int = Field(
         15, ge=5, le=240, description="Length of one appointment slot on a window line."
     )
     appointment_slot_capacity: int = Field(
         2, ge=1, description="Appointments one line accepts for the same slot."
+    )
+    # appointment calendars (scheduler/calendars.py, docs/appointments.md)
+    appointment_horizon_days: int = Field(
+        14, ge=1, le=366, description="How many days ahead a slot can be booked (today is day 0)."
+    )
+    appointment_max_open: int = Field(
+        3, ge=1, le=50, description="Open (booked, not yet due) appointments one resident may hold."
+    )
+    appointment_no_show_limit: int = Field(
+        3,
+        ge=0,
+        le=100,
+        description="Missed appointments within appointment_no_show_days that pause a "
+        "resident's booking (0: never paused).",
+    )
+    appointment_no_show_days: int = Field(
+        90, ge=1, le=3650, description="The window in days over which missed appointments count."
+    )
+    appointment_sweep_seconds: int = Field(
+        300,
+        ge=10,
+        le=86400,
+        description="How often appointments not checked in by their end are marked no-shows.",
+    )
+    appointment_reminder_at: dt.time = Field(
+        dt.time(10, 0),
+        description="Local time of the daily run that sends the SMS reminder for tomorrow's "
+        "appointments (quiet hours, reminder_quiet_start/end, hold it back).",
     )
 
     # -- home-visit planning (docs/planning.md)
@@ -169,6 +281,38 @@ class Settings(BaseModel):
         "",
         description="Base URL of an OSRM-compatible /table service for road travel times. "
         "Empty: straight-line distance x the detour factor at the planning speed.",
+    )
+    # -- visit plans and the visit day (docs/planning.md)
+    plan_morning: str = Field(
+        "09:00-12:00",
+        pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$",
+        description="Field staff's morning shift, and the window of a resident who asked for "
+        "a morning visit (HH:MM-HH:MM).",
+    )
+    plan_afternoon: str = Field(
+        "14:00-17:30",
+        pattern=r"^\d{2}:\d{2}-\d{2}:\d{2}$",
+        description="Field staff's afternoon shift (the gap after the morning is lunch), and "
+        "the window of a resident who asked for an afternoon visit.",
+    )
+    plan_max_visits_per_shift: int = Field(
+        0, ge=0, le=50, description="Most visits one person makes in a shift (0: no limit)."
+    )
+    plan_days_ahead: int = Field(
+        30, ge=1, le=90, description="How far ahead a coordinator may plan visits, in days."
+    )
+    map_tile_url: str = Field(
+        "",
+        description="Map tile URL template for the visit-day map ({z}/{x}/{y}, Leaflet). "
+        "Empty, or tiles that cannot be reached: a plain drawing from the coordinates.",
+    )
+    map_tile_attribution: str = Field(
+        "", description="Attribution shown under the map when tiles are used."
+    )
+    map_nav_url: str = Field(
+        "",
+        description="Link a field worker taps to navigate to a stop, with {lat}, {lng} and "
+        "{name} (a map app's URL scheme). Empty: a geo: link, which the tablet's map app opens.",
     )
 
     # -- calls
@@ -374,12 +518,258 @@ class Settings(BaseModel):
             "not (a busy service point serves about 40 residents a day); 429 above."
         ),
     )
+    public_url: str = Field(
+        "",
+        max_length=200,
+        pattern=r"^$|^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description=(
+            "The address residents reach the service at (https://host[/prefix]); links in SMS "
+            "start with it. Empty: links are paths only, enough while SMS are recorded, not "
+            "sent. Set it whenever a carrier sends SMS."
+        ),
+    )
+    resident_link_ttl_seconds: int = Field(
+        24 * 3600,
+        ge=300,
+        le=7 * 24 * 3600,
+        description=(
+            "How long a sign-in link sent to a resident by SMS stays valid; it works once, and "
+            "the SMS code is still asked for."
+        ),
+    )
     password_hash_time_cost: int = Field(3, ge=1, description="Argon2id iterations for passwords.")
     password_hash_memory_kib: int = Field(
         65536, ge=8, description="Argon2id memory per password hash, in KiB."
     )
     password_min_length: int = Field(
         10, ge=8, description="Shortest password a staff member may set."
+    )
+
+    # -- SMS (docs/sms.md)
+    sms_carrier: str = Field(
+        "recording",
+        pattern="^(recording|aliyun|tencent)$",
+        description=(
+            "Who sends SMS: recording (kept in the sms_message table, nothing leaves the "
+            "machine), aliyun (Aliyun SMS) or tencent (Tencent Cloud SMS), from the outbox."
+        ),
+    )
+    sms_sign_name: str = Field(
+        "云窗口",
+        max_length=32,
+        description="Sign name in front of every message (【云窗口】), as registered.",
+    )
+    sms_aliyun_endpoint: str = Field(
+        "https://dysmsapi.aliyuncs.com",
+        description="Aliyun SMS API endpoint, scheme://host[:port].",
+    )
+    sms_aliyun_access_key_id: str = Field("", description="Aliyun AccessKey ID for SMS.")
+    sms_aliyun_access_key_secret: str = Field(
+        "", description="Aliyun AccessKey secret for SMS (a secret: set it in the environment)."
+    )
+    sms_aliyun_sign_name: str = Field(
+        "", max_length=32, description="Sign name registered with Aliyun; empty: sms_sign_name."
+    )
+    sms_aliyun_template_codes: str = Field(
+        "",
+        description=(
+            "Aliyun template code of each message kind, kind=code,kind=code "
+            "(login.code=SMS_123456789,...); every kind needs one when sms_carrier=aliyun."
+        ),
+    )
+    sms_tencent_endpoint: str = Field(
+        "https://sms.tencentcloudapi.com",
+        description="Tencent Cloud SMS API endpoint, scheme://host[:port].",
+    )
+    sms_tencent_region: str = Field("ap-guangzhou", description="Tencent Cloud SMS region.")
+    sms_tencent_secret_id: str = Field("", description="Tencent Cloud SecretId for SMS.")
+    sms_tencent_secret_key: str = Field(
+        "", description="Tencent Cloud SecretKey for SMS (a secret: set it in the environment)."
+    )
+    sms_tencent_app_id: str = Field("", description="Tencent Cloud SMS SmsSdkAppId.")
+    sms_tencent_sign_name: str = Field(
+        "", max_length=32, description="Sign name registered with Tencent; empty: sms_sign_name."
+    )
+    sms_tencent_template_codes: str = Field(
+        "",
+        description=(
+            "Tencent template id of each message kind, kind=id,kind=id (login.code=1234567,...);"
+            " every kind needs one when sms_carrier=tencent."
+        ),
+    )
+    sms_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="Connect and read timeout of one call to the carrier.",
+    )
+    sms_lease_seconds: float = Field(
+        120.0,
+        ge=1,
+        description=(
+            "How long a node's sender holds a claimed message; must exceed twice the timeout, "
+            "since another node re-sends a message whose lease ran out."
+        ),
+    )
+    sms_poll_seconds: float = Field(
+        2.0,
+        gt=0,
+        description=(
+            "How often each node's sender looks for due messages (it also wakes at once when "
+            "this node queues one)."
+        ),
+    )
+    sms_batch_size: int = Field(20, ge=1, le=500, description="Messages one sender claims at once.")
+    sms_concurrency: int = Field(
+        4, ge=1, le=32, description="Calls to the carrier one node makes at the same time."
+    )
+    sms_retry_base_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="First wait before retrying a message the carrier did not take; doubles.",
+    )
+    sms_retry_max_seconds: float = Field(
+        900.0, gt=0, description="Longest wait between two tries of one message."
+    )
+    sms_webhook_token: str = Field(
+        "",
+        description=(
+            "Shared token in the delivery-report and reply callback URLs (?token=...); the "
+            "carriers do not sign their callbacks. Empty: the callbacks answer 404."
+        ),
+    )
+
+    # -- periodic work (core/jobs.py) and licence-expiry reminders (docs/reminders.md)
+    job_poll_seconds: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description=(
+            "How often each node looks for periodic jobs whose period is due; a node that died "
+            "mid-run is replaced within its job's lease plus this."
+        ),
+    )
+    job_history_days: int = Field(
+        7, ge=1, description="Finished periods of periodic jobs are kept this many days."
+    )
+    reminder_default_offsets: str = Field(
+        "-90,-30,-7,1",
+        pattern=r"^\s*-?\d{1,3}(\s*,\s*-?\d{1,3})*\s*$",
+        description=(
+            "Reminder policy of a licence type that is created without one: days from the "
+            "expiry date, negative before it (T-90, T-30, T-7 and T+1)."
+        ),
+    )
+    reminder_run_at: dt.time = Field(
+        dt.time(8, 0),
+        description=(
+            "Local time (timezone) of the daily reminder run, which finds the reminders due "
+            "that day and queues them; one node runs it."
+        ),
+    )
+    reminder_quiet_start: dt.time = Field(
+        dt.time(21, 0),
+        description="Quiet hours begin: no reminder SMS from this local time...",
+    )
+    reminder_quiet_end: dt.time = Field(
+        dt.time(8, 0),
+        description="...until this local time; reminders due meanwhile are sent then.",
+    )
+    reminder_catch_up_days: int = Field(
+        3,
+        ge=0,
+        le=30,
+        description=(
+            "A reminder whose day passed this many days ago or fewer (the run was missed, the "
+            "licence registered late) is still sent; older ones are skipped."
+        ),
+    )
+    reminder_dispatch_seconds: int = Field(
+        300,
+        ge=10,
+        description="How often reminders held over quiet hours (or a failed run) are queued.",
+    )
+    reminder_batch_size: int = Field(
+        500,
+        ge=10,
+        le=50_000,
+        description="Reminders queued per transaction of a run.",
+    )
+    licence_case_interval_seconds: int = Field(
+        60,
+        ge=5,
+        description=(
+            "How often completed cases whose item yields a licence are entered in the licence "
+            "register (and renew the holder's older licence of that type)."
+        ),
+    )
+    licence_case_lookback_days: int = Field(
+        7,
+        ge=1,
+        le=366,
+        description="Cases completed this long ago or less are checked for a missing licence.",
+    )
+    licence_import_max_bytes: int = Field(
+        5 * 1024 * 1024,
+        ge=1024,
+        description="Largest CSV or XLSX file of existing licences accepted for import.",
+    )
+    licence_import_max_unpacked_bytes: int = Field(
+        50 * 1024 * 1024,
+        ge=1024,
+        description=(
+            "An XLSX (a zip) that would unpack to more than this is refused before it is read "
+            "(a decompression bomb)."
+        ),
+    )
+    licence_import_max_rows: int = Field(
+        20_000, ge=1, le=1_000_000, description="Most licences one import file may hold."
+    )
+
+    # -- courier deliveries of licences (docs/delivery.md)
+    delivery_interval_seconds: int = Field(
+        60,
+        ge=5,
+        description="How often completed cases whose licence is to be delivered get their "
+        "delivery order.",
+    )
+    delivery_lookback_days: int = Field(
+        7, ge=1, le=366, description="Cases completed this long ago or less are given an order."
+    )
+    delivery_last4_tries: int = Field(
+        3,
+        ge=1,
+        le=10,
+        description="Wrong last 4 ID digits entered at the door before the delivery locks and "
+        "the supervisors are told.",
+    )
+    delivery_code_tries: int = Field(
+        5,
+        ge=1,
+        le=20,
+        description="Wrong SMS codes entered at the door before the delivery locks (a 6-digit "
+        "code must not be guessable).",
+    )
+    delivery_code_hours: int = Field(
+        72,
+        ge=1,
+        le=720,
+        description="How long the code sent to the resident at dispatch stays valid.",
+    )
+    delivery_retry_days: int = Field(
+        1, ge=1, le=14, description="Days from a failed attempt to the next one."
+    )
+    delivery_photo_max_bytes: int = Field(
+        800_000,
+        ge=10_000,
+        description="Largest handover photo accepted (the phone sends it at 1280 px, a few "
+        "hundred kB, so a proof fits one JSON body).",
+    )
+    delivery_proof_retention_days: int = Field(
+        1095,
+        ge=1,
+        le=99_999,
+        description="Days the handover photo and signature are kept in the object store.",
     )
 
     # -- demo

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from core import audit, resident_auth, residents, staff
+from core import audit, resident_auth, resident_links, residents, staff
 from core.errors import Forbidden
-from core.models import CodeLogin, CodeRequest, ResidentMe, ResidentSession, StaffSession
+from core.models import (
+    CodeLogin,
+    CodeRequest,
+    LinkCodeLogin,
+    LinkIn,
+    LinkLoginRead,
+    LinkRead,
+    ResidentMe,
+    ResidentSession,
+    StaffSession,
+)
 from core.settings import Settings
 from coreapi.shapes import V1, LoginIn, MeRead, me_read
 from httpapi import keys
@@ -82,7 +92,9 @@ async def logout(ctx: Ctx) -> web.Response:
 
 
 async def me(ctx: Ctx) -> MeRead:
-    row = await ctx.session.get(StaffSession, ctx.me.session_id)
+    # A resident's phone asks too (the pages share one client): their session holds the token.
+    table = ResidentSession if ctx.me.is_resident else StaffSession
+    row = await ctx.session.get(table, ctx.me.session_id)
     return me_read(ctx.me, row.csrf_token if row else "")
 
 
@@ -117,19 +129,54 @@ async def resident_login(ctx: Ctx) -> web.Response:
     return response
 
 
+async def resident_link(ctx: Ctx) -> LinkRead:
+    return await resident_links.check(
+        session=ctx.session, token=ctx.body.token, settings=ctx.settings
+    )
+
+
+async def resident_link_code(ctx: Ctx) -> LinkRead:
+    return await resident_links.send_code(
+        session=ctx.session,
+        token=ctx.body.token,
+        settings=ctx.settings,
+        cipher=ctx.request.app[keys.CIPHER],
+        sms=ctx.request.app[keys.SMS],
+    )
+
+
+async def resident_link_login(ctx: Ctx) -> web.Response:
+    s = ctx.settings
+    token, me_, path = await resident_links.login(
+        session=ctx.session,
+        token=ctx.body.token,
+        code=ctx.body.code,
+        settings=s,
+        cipher=ctx.request.app[keys.CIPHER],
+    )
+    audit.record(
+        ctx.session,
+        actor=None,
+        action="resident.login",
+        target_type="resident",
+        target_id=me_.resident_id,
+        detail={"via": "sms_link"},
+        request_id=ctx.request_id,
+        ip=ctx.ip,
+    )
+    response = json_response(LinkLoginRead(**me_.model_dump(), path=path))
+    max_age = int(resident_auth.SESSION_TTL.total_seconds())
+    _session_cookies(response, s, resident_auth.RESIDENT_COOKIE, token, me_.csrf_token, max_age)
+    return response
+
+
 async def resident_me(ctx: Ctx) -> ResidentMe:
     p = ctx.me
     if not p.is_resident or p.resident_id is None:
         raise Forbidden("forbidden_role")
     row = await residents.get(session=ctx.session, resident_id=p.resident_id)
     sess = await ctx.session.get(ResidentSession, p.session_id)
-    return ResidentMe(
-        resident_id=p.resident_id,
-        name=row.name,
-        id_masked=row.id_masked,
-        community_id=row.community_id,
-        csrf_token=sess.csrf_token if sess else "",
-    )
+    return resident_auth.me_of(row, sess.csrf_token if sess else "")
 
 
 async def resident_logout(ctx: Ctx) -> web.Response:
@@ -179,6 +226,37 @@ def register(api: Api) -> None:
         summary="Resident sign-in with the SMS code; sets the resident cookie",
         body=CodeLogin,
         response=ResidentMe,
+        tags=("resident",),
+    )
+    a(
+        "POST",
+        f"{V1}/resident-auth/link",
+        resident_link,
+        auth=False,
+        summary="Where an SMS sign-in link leads and where its code goes; changes nothing",
+        body=LinkIn,
+        response=LinkRead,
+        tags=("resident",),
+    )
+    a(
+        "POST",
+        f"{V1}/resident-auth/link/code",
+        resident_link_code,
+        auth=False,
+        status=202,
+        summary="Send the sign-in code for an SMS link to the resident's registered phone",
+        body=LinkIn,
+        response=LinkRead,
+        tags=("resident",),
+    )
+    a(
+        "POST",
+        f"{V1}/resident-auth/link/login",
+        resident_link_login,
+        auth=False,
+        summary="Sign in through an SMS link with its code (uses the link up); sets the cookie",
+        body=LinkCodeLogin,
+        response=LinkLoginRead,
         tags=("resident",),
     )
     a(

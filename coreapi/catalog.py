@@ -95,7 +95,7 @@ def register(api: Api) -> None:
         f"{V1}/items/{{code}}/eligibility",
         item_eligibility,
         summary="Whether a resident meets the item's age, disability and residence rules",
-        action="resident.read",
+        action="eligibility.check",
         query=EligibilityQuery,
         response=EligibilityRead,
         tags=("catalog",),

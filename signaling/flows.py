@@ -7,8 +7,10 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from core import cases as case_service
 from core.access import Principal
 from core.db import single_statements
-from core.models import Case, CaseStatus
+from core.errors import Invalid
+from core.models import Case, CaseStatus, ServiceItem
 from core.settings import Settings
+from scheduler import field
 from scheduler.service import check_in
 from signaling import queue
 from signaling.models import Outcome, Ticket, TicketRead, id_of
@@ -111,6 +113,64 @@ async def take_ticket(
             "line": line.code,
             "priority": ticket.priority_reason or None,
         },
+    )
+    return ticket
+
+
+async def take_home_visit_ticket(
+    *,
+    session: AsyncSession,
+    settings: Settings,
+    principal: Principal,
+    outbox: Outbox,
+    visit_id: int,
+    consent: bool,
+) -> Ticket:
+    """A field worker at the resident's door, checked in, takes a number for the visit's case
+    on its line, served first: the home is a mobile service point of the resident's community
+    (the case is the request's, opened at intake; no second case)."""
+    _, req, case = await field.visit_case(session, principal, visit_id)
+    item = await session.get(ServiceItem, case.item_id)
+    assert item is not None
+    if case.line_id is None:
+        raise Invalid("queue.line_mismatch", line="-", item=item.name)
+    line, item, resident = await queue.admit(
+        session=session,
+        principal=principal,
+        line_id=case.line_id,
+        item_code=item.code,
+        site_id=req.site_id,
+        resident_id=req.resident_id,
+        consent=consent,
+    )
+    ticket = await queue.issue(
+        session=session,
+        settings=settings,
+        principal=principal,
+        outbox=outbox,
+        line=line,
+        item=item,
+        case=case,
+        resident=resident,
+        site_id=req.site_id,
+        home_visit=True,
+    )
+    now = ticket.created_at
+    case_service.add_event(
+        session,
+        case,
+        "consent",
+        actor_id=principal.staff_fk,
+        at=now,
+        data={"given_to": principal.staff_fk, "purpose": "home_visit", "resident": req.resident_id},
+    )
+    case_service.add_event(
+        session,
+        case,
+        "ticket.taken",
+        actor_id=principal.staff_fk,
+        at=now,
+        data={"ticket": ticket.number, "line": line.code, "priority": "home_visit"},
     )
     return ticket
 

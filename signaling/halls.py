@@ -23,10 +23,11 @@ TRAVEL_MINUTES_PER_KM = 3.0
 CANDIDATES = 8
 
 
-def _new_ticket_wait(waiting: int, clerks_online: int, avg_seconds: int) -> int | None:
+def _new_ticket_wait(waiting: int, clerks_online: int, avg_seconds: int | None) -> int | None:
     """The wait of a number taken now: the same estimate line_snapshot gives the last in line,
-    one place further back. Unknown (None) while no clerk of the line is online."""
-    if clerks_online <= 0:
+    one place further back. Unknown (None) while no clerk of the line is online, or while the
+    line has no handling time measured yet."""
+    if clerks_online <= 0 or not avg_seconds:
         return None
     return math.ceil((waiting + 1) / clerks_online) * avg_seconds
 
@@ -43,9 +44,9 @@ async def rank(
     """Halls with a line of the item's department, best first.
 
     The rule: minutes of travel (distance × TRAVEL_MINUTES_PER_KM) plus the expected wait of a
-    number taken now. A hall whose wait is unknown (no clerk online) comes after every hall
-    with a known wait; ties, and those halls among themselves, go by distance. District-level
-    items are handled only at the district centre.
+    number taken now. A hall whose wait is unknown (no clerk online, or no handling time
+    measured yet) comes after every hall with a known wait; ties, and those halls among
+    themselves, go by distance. District-level items are handled only at the district centre.
     """
     kinds = (SiteKind.district,) if item.level == ItemLevel.district else sites.HALL_KINDS
     rows = (

@@ -210,7 +210,7 @@ class LineStatus(BaseModel):
     waiting: int
     clerks_online: int
     clerks_available: int
-    avg_handling_seconds: int
+    avg_handling_seconds: int | None  # None until the line has finished a ticket
     longest_wait_seconds: int
 
 

@@ -40,6 +40,9 @@ class TicketTake(Payload):
     bundle_code: str | None = Field(default=None, max_length=32)
     appointment_id: Id | None = None
     note: str = Field(default="", max_length=500)
+    # Field staff at a resident's home: the number is for the visit's case (served first);
+    # the visit gives the case, resident and point (scheduler/field.py checks it is theirs).
+    home_visit_id: Id | None = None
 
 
 class TicketRef(Payload):

@@ -75,6 +75,12 @@ def working_day(settings: Settings, now: dt.datetime) -> dt.date:
 # -- reading
 
 
+async def lines_of(session: AsyncSession, staff_id: int) -> frozenset[int]:
+    """The lines a staff member is bound to now (a tidal move adds one for a while)."""
+    rows = await session.exec(select(StaffLine.line_id).where(StaffLine.staff_id == staff_id))
+    return frozenset(rows.all())
+
+
 async def read_tickets(
     *, session: AsyncSession, tickets: Iterable[Ticket], positions: Positions
 ) -> list[TicketRead]:
@@ -142,7 +148,9 @@ async def waiting_ticket_lines(*, session: AsyncSession, ticket_ids: list[int]) 
     return {tid: line for tid, line in rows.all() if tid is not None}
 
 
-async def avg_handling_seconds(*, session: AsyncSession, settings: Settings, line_id: int) -> int:
+async def avg_handling_seconds(*, session: AsyncSession, line_id: int) -> int | None:
+    """The mean of the line's last HANDLING_SAMPLE handling times; None until one is measured
+    (an assumed figure would be shown to residents as if it were the line's)."""
     q = (
         select(Ticket.answered_at, Ticket.finished_at)
         .where(
@@ -155,7 +163,7 @@ async def avg_handling_seconds(*, session: AsyncSession, settings: Settings, lin
         .limit(HANDLING_SAMPLE)
     )
     spans = [(f - a).total_seconds() for a, f in (await session.exec(q)).all() if a and f]
-    return int(sum(spans) / len(spans)) if spans else settings.default_handling_seconds
+    return int(sum(spans) / len(spans)) if spans else None
 
 
 async def clerks_on_line(
@@ -205,7 +213,7 @@ async def line_snapshot(
             .order_by(*_queue_order())
         )
     ).all()
-    avg = await avg_handling_seconds(session=session, settings=settings, line_id=line_id)
+    avg = await avg_handling_seconds(session=session, line_id=line_id)
     online, available = await clerks_on_line(
         session=session, settings=settings, line_id=line_id, now=now
     )
@@ -213,8 +221,9 @@ async def line_snapshot(
     positions: Positions = {}
     for i, (tid, _since) in enumerate(order, start=1):
         # Each clerk serves one resident at a time: the i-th in line waits about
-        # ceil(i / clerks) handling times. With no clerk online the wait is unknown.
-        eta = math.ceil(i / serving_clerks) * avg if serving_clerks else None
+        # ceil(i / clerks) handling times. With no clerk online, or no handling time measured
+        # yet, the wait is unknown.
+        eta = math.ceil(i / serving_clerks) * avg if serving_clerks and avg else None
         positions[tid or 0] = (i, eta)
     longest = max(((now - since).total_seconds() for _tid, since in order), default=0)
     status = LineStatus(
@@ -293,6 +302,11 @@ async def _lines_serving(session: AsyncSession, item: ServiceItem, site: Site) -
     return ids
 
 
+# A number taken at a resident's home by the visiting field worker: ahead of appointments
+# and priority residents (1), since staff and resident wait at the door together.
+HOME_VISIT_PRIORITY = 2
+
+
 def _priority(resident: Resident | None, today: dt.date) -> tuple[int, str]:
     if resident is None:
         return 0, ""
@@ -351,12 +365,16 @@ async def issue(
     resident: Resident | None,
     site_id: int,
     appointment: bool = False,
+    home_visit: bool = False,
 ) -> Ticket:
-    """Give the case the line's next number; an appointment check-in is served first."""
+    """Give the case the line's next number; an appointment check-in is served first, and a
+    field worker at a resident's door before that (they stand at someone's home)."""
     now = utcnow()
     day = working_day(settings, now)
     seq, number = await _number(session, line, day)
     priority, reason = (1, "appointment") if appointment else _priority(resident, day)
+    if home_visit:
+        priority, reason = HOME_VISIT_PRIORITY, "home_visit"
     ticket = Ticket(
         line_id=id_of(line),
         case_id=id_of(case),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -307,6 +308,19 @@ class Signaling:
     async def leave(self, sid: str, *audiences: Audience) -> None:
         for audience in audiences:
             await self.sio.leave_room(sid, audience.room)
+
+    async def follow_lines(self, sid: str, conn: Conn, line_ids: frozenset[int]) -> None:
+        """The socket's principal and line rooms follow the lines the clerk has now; both
+        lines' clerk counts are pushed if they changed."""
+        me = conn.principal
+        if line_ids == me.line_ids:
+            return
+        gone, new = me.line_ids - line_ids, line_ids - me.line_ids
+        conn.principal = dataclasses.replace(me, line_ids=line_ids)
+        await self.leave(sid, *map(Audience.line, gone))
+        await self.enter(sid, *map(Audience.line, new))
+        if me.role in ROLES_WITH_PRESENCE:
+            await self.registry.bump_lines(gone | new)
 
     # -- connections
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from aiohttp import web
 
 import coreapi
 from core.db import Database
+from core.jobs import Jobs
 from core.pii import PiiCipher
 from core.settings import Settings
 from core.staff import Passwords
@@ -20,24 +22,33 @@ from httpapi.observability import Metrics, healthz, metrics_view, observe, ready
 from media import retention
 from media import views as media_views
 from media.service import Recordings
-from outreach.sms import RecordingSmsGateway
+from outreach import home_views, licence_views, reminders, sms_views
+from outreach.sms import build_gateway, sending
+from scheduler import calendars, deliveries, delivery_views
 from scheduler import views as scheduler_views
 from scheduler.planning.worker import Planner
 from signaling import views as signaling_views
 from signaling.server import Signaling
+from supervision import rollup
 from supervision import views as supervision_views
 from supervision.sweeps import alert_loop
+from supervision.tidal_sweeps import tidal_loop
 from uploads import views as upload_views
 from uploads.service import Materials
 from uploads.storage import build_store
 
 log = logging.getLogger("cloudwindow.app")
 UI_DIST = Path(__file__).parent / "ui" / "dist"
+# The node's periodic jobs (core/jobs.py): a domain adds its own in create_app.
+JOBS: web.AppKey[Jobs] = web.AppKey("jobs", Jobs)
 
 
 def build_api() -> Api:
     api = Api()
     coreapi.register(api)
+    home_views.register(api)
+    licence_views.register(api)
+    sms_views.register(api)
     scheduler_views.register(api)
     supervision_views.register(api)
     upload_views.register(api)
@@ -70,7 +81,20 @@ def create_app(settings: Settings) -> web.Application:
     signaling.attach(app)
     app[signaling_views.SIGNALING] = signaling
     app[keys.DELIVER] = signaling.deliver
-    app[keys.SMS] = RecordingSmsGateway()
+    app[keys.SMS] = build_gateway(settings)
+    jobs = Jobs(
+        db,
+        node_id=signaling.node_id,
+        poll_seconds=settings.job_poll_seconds,
+        history=dt.timedelta(days=settings.job_history_days),
+    )
+    reminders.register_jobs(jobs, settings=settings, sms=lambda: app[keys.SMS])
+    rollup.register_jobs(jobs, settings=settings)  # statistics (supervision/rollup.py)
+    calendars.register_jobs(jobs, settings=settings, sms=lambda: app[keys.SMS])  # no-shows
+    deliveries.register_jobs(
+        jobs, settings=settings, cipher=lambda: app[keys.CIPHER], sms=lambda: app[keys.SMS]
+    )  # courier delivery orders from completed cases (scheduler/deliveries.py)
+    app[JOBS] = jobs
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_secrets)
     app.cleanup_ctx.append(_signaling)
@@ -78,6 +102,8 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_materials)
     app.cleanup_ctx.append(_supervision)
     app.cleanup_ctx.append(_planner)
+    app.cleanup_ctx.append(_sms)
+    app.cleanup_ctx.append(_jobs)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics_view)
@@ -115,10 +141,11 @@ async def _materials(app: web.Application) -> AsyncIterator[None]:
         store,
         app[keys.DB],
         deliver=app[keys.DELIVER],
-        live_keys=[retention.segment_keys],
+        live_keys=[retention.segment_keys, deliveries.proof_keys],
         expiries=[retention.segment_expiry(app[keys.DB], store)],
     )
     app[upload_views.MATERIALS] = materials
+    app[delivery_views.DELIVERY_FILES] = store  # photos and signatures of delivery proofs
     recordings = Recordings(s, app[keys.DB], store, signaling.node_id, app[keys.DELIVER])
     app[media_views.RECORDINGS] = recordings
     signaling.attach_media(recorder=recordings, snapshots=materials)
@@ -143,9 +170,35 @@ async def _supervision(app: web.Application) -> AsyncIterator[None]:
             node_id=app[signaling_views.SIGNALING].node_id,
         )
     )
+    # tidal windows: shortfall per window and the end of moves at their time (own loop)
+    tidal = asyncio.create_task(
+        tidal_loop(
+            db=app[keys.DB],
+            settings=app[keys.SETTINGS],
+            deliver=app[keys.DELIVER],
+            node_id=app[signaling_views.SIGNALING].node_id,
+        )
+    )
+    yield
+    tidal.cancel()
+    await asyncio.gather(tidal, return_exceptions=True)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def _jobs(app: web.Application) -> AsyncIterator[None]:
+    """The periodic jobs, once per period across nodes (last: they use what the others start)."""
+    task = asyncio.create_task(app[JOBS].run_forever(), name="jobs")
     yield
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def _sms(app: web.Application) -> AsyncIterator[None]:
+    """This node's SMS sender: the outbox, through the configured carrier (none: recording)."""
+    s, node_id = app[keys.SETTINGS], app[signaling_views.SIGNALING].node_id
+    async with sending(app[keys.SMS], db=app[keys.DB], settings=s, node_id=node_id):
+        yield
 
 
 async def _planner(app: web.Application) -> AsyncIterator[None]:
@@ -208,6 +261,7 @@ def _install_ui(app: web.Application) -> None:
         "coordinator",
         "courier",
         "field",
+        "licences",
     ):
         app.router.add_get(f"/{page}", spa)
         app.router.add_get(f"/{page}/{{tail:.*}}", spa)

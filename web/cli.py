@@ -68,13 +68,48 @@ def _print_logins(summary: object, s: Settings) -> None:
     print(f"\n打开 Open http://{s.host}:{s.port}/\n")
 
 
+async def _history(s: Settings, days: int, per_year: int | None, *, fresh: bool = False) -> object:
+    from sqlalchemy import text
+
+    from web.demo.history import PER_YEAR, seed_history
+    from web.demo.seed import is_seeded
+
+    db = Database(s.effective_database_url)
+    try:
+        async with db.session() as session:
+            if not await is_seeded(session):
+                raise SystemExit("cloudwindow: history is for the demo district: seed --demo first")
+            # A demo's first start (no server yet, no tickets): the faster bulk load is safe.
+            empty = (await session.exec(text("SELECT count(*) FROM ticket"))).scalar_one() == 0  # type: ignore[call-overload]
+        return await seed_history(
+            db, s, days=days, per_year=per_year or PER_YEAR, bulk=fresh and empty
+        )
+    finally:
+        await db.dispose()
+
+
+def _print_history(summary: object) -> None:
+    from web.demo.history import HistorySummary
+
+    assert isinstance(summary, HistorySummary)
+    print(
+        f"历史数据 history: {summary.days} days, {summary.tickets} tickets, {summary.calls} calls, "
+        f"{summary.ratings} ratings, {summary.transfers} transfers, {summary.clerks_added} clerks "
+        f"added ({summary.skipped} days skipped); written in {summary.write_s:.1f} s, "
+        f"statistics rolled up in {summary.rollup_s:.1f} s"
+    )
+
+
 def cmd_seed(args: argparse.Namespace) -> int:
-    if not args.demo:
-        print("nothing to seed: pass --demo", file=sys.stderr)
+    if not args.demo and args.history is None:
+        print("nothing to seed: pass --demo and/or --history DAYS", file=sys.stderr)
         return 2
     s = _settings()
-    summary = asyncio.run(_seed(s, False if args.no_progress else None))
-    _print_logins(summary, s)
+    if args.demo:
+        summary = asyncio.run(_seed(s, False if args.no_progress else None))
+        _print_logins(summary, s)
+    if args.history is not None:
+        _print_history(asyncio.run(_history(s, args.history, args.per_year)))
     return 0
 
 
@@ -118,6 +153,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     s = _with_address(_settings(), args)
     upgrade_sync(s.effective_database_url)
     summary = asyncio.run(_seed(s, None))
+    if s.demo_history_days:
+        # Past days without tickets only: the first start writes them all, later ones only
+        # the days since (the statistics always have a few weeks to show).
+        _print_history(asyncio.run(_history(s, s.demo_history_days, None, fresh=True)))
     _print_logins(summary, s)
     sys.stdout.flush()
     _serve(s)
@@ -211,7 +250,8 @@ def cmd_settings(args: argparse.Namespace) -> int:
     s = _settings()
     for name, field in Settings.model_fields.items():
         value = getattr(s, name)
-        shown = "(set)" if name == "secret_key" and value else value
+        secret = "secret" in name or name.endswith("_token")  # credentials are not printed
+        shown = "(set)" if secret and value else value
         print(f"CLOUDWINDOW_{name.upper()}={shown!s}  # {field.description}")
     return 0
 
@@ -219,6 +259,18 @@ def cmd_settings(args: argparse.Namespace) -> int:
 def _port(raw: str) -> int:
     if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 65535):
         raise argparse.ArgumentTypeError(f"not a TCP port (1-65535): {raw!r}")
+    return int(raw)
+
+
+def _days(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 800):
+        raise argparse.ArgumentTypeError(f"not a number of days (1-800): {raw!r}")
+    return int(raw)
+
+
+def _volume(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= 20_000_000):
+        raise argparse.ArgumentTypeError(f"not a number of tickets a year (1-20000000): {raw!r}")
     return int(raw)
 
 
@@ -252,6 +304,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("seed", help="load data", description="Load data into a migrated database.")
     sp.add_argument("--demo", action="store_true", help="the demo district (idempotent)")
+    sp.add_argument(
+        "--history",
+        type=_days,
+        metavar="DAYS",
+        help="synthetic history of the demo district for the DAYS days before today (days that "
+        "have tickets are left alone), with its statistics rollups",
+    )
+    sp.add_argument(
+        "--per-year",
+        type=_volume,
+        metavar="N",
+        help="tickets a year the history is scaled to (default 3,500,000, the deployed district)",
+    )
     sp.add_argument("--no-progress", action="store_true", help="no progress bar")
     sp.set_defaults(func=cmd_seed)
 

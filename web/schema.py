@@ -15,6 +15,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def metadata() -> MetaData:
     """Import every models module so its tables register, then return the shared metadata."""
+    import core.jobs
     import core.models  # noqa: F401
     import media.models  # noqa: F401
     import outreach.models  # noqa: F401

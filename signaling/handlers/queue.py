@@ -21,6 +21,15 @@ if TYPE_CHECKING:
 
 async def h_take(sg: Signaling, sid: str, conn: Conn, p: pl.TicketTake) -> Any:
     async def work(session: AsyncSession, outbox: Outbox) -> Ticket:
+        if p.home_visit_id is not None:  # field staff at a resident's home
+            return await flows.take_home_visit_ticket(
+                session=session,
+                settings=sg.settings,
+                principal=conn.principal,
+                outbox=outbox,
+                visit_id=p.home_visit_id,
+                consent=p.consent,
+            )
         return await flows.take_ticket(
             session=session,
             settings=sg.settings,
@@ -148,7 +157,9 @@ EVENTS = (
         pl.TicketTake,
         "queue.take",
         "Take a ticket (取号) for a resident who consented; opens the case. With an "
-        "appointment_id the appointment is checked in and the ticket served first.",
+        "appointment_id the appointment is checked in and the ticket served first. With a "
+        "home_visit_id (field staff at the resident's home, checked in at the door) the "
+        "ticket is for the visit's case and served before all others.",
         h_take,
         "Ticket (with position and eta_seconds)",
         (
@@ -160,6 +171,8 @@ EVENTS = (
             "appointment.line",
             "appointment.state",
             "appointment.window",
+            "field.check_in_first",
+            "field.visit_state",
         ),
     ),
     EventSpec(

@@ -21,12 +21,18 @@ if TYPE_CHECKING:
 
 
 async def h_sync(sg: Signaling, sid: str, conn: Conn, p: pl.Empty) -> Any:
-    """Everything a (re)connecting client needs: its open tickets, calls and lines."""
-    me = conn.principal
+    """Everything a (re)connecting client needs: its open tickets, calls and lines.
+
+    A clerk's lines are read again, so a console told its lines changed (a tidal move) follows
+    the new ones by syncing, without reconnecting.
+    """
     async with sg.db.session() as session:
         # Reads only: on PostgreSQL no BEGIN and ROLLBACK around them. Each read sees its own
         # snapshot either way (READ COMMITTED), and what changes later arrives as events.
         await single_statements(session)
+        if conn.principal.role is Role.clerk:
+            await sg.follow_lines(sid, conn, await queue.lines_of(session, conn.principal.staff_id))
+        me = conn.principal
         tickets = await queue.open_tickets_for(session=session, settings=sg.settings, principal=me)
         active = await calls.active_calls_for(session=session, principal=me)
         lines = []
@@ -82,7 +88,8 @@ EVENTS = (
         "state:sync",
         pl.Empty,
         None,
-        "Everything a (re)connecting client needs.",
+        "Everything a (re)connecting client needs; a clerk's lines are read again (send it "
+        "after tidal:changed).",
         h_sync,
         "{tickets: [Ticket], calls: [{call_id, participant_id}], lines: [LineStatus], ice_servers}",
     ),

@@ -29,7 +29,17 @@ from tests.signaling.test_self_service import PHONE, resident_device
 
 __all__ = ["resident_device"]  # the fixture
 
-STAFF_ROLES = ("worker", "clerk", "expert", "supervisor", "coordinator", "courier", "admin")
+STAFF_ROLES = (
+    "worker",
+    "clerk",
+    "expert",
+    "supervisor",
+    "coordinator",
+    "courier",
+    "operator",
+    "field.t07",
+    "admin",
+)
 # Generated requests per operation and kind (valid, invalid), and how many of them each role
 # sends: every role gets a different slice, so the pool is covered with few requests. A signed-in
 # request costs the app ~12 ms on this machine, which is what bounds these numbers.

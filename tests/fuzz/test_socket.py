@@ -45,6 +45,8 @@ ROLES: tuple[tuple[str, Role], ...] = (
     ("supervisor", Role.supervisor),
     ("coordinator", Role.coordinator),
     ("courier", Role.courier),
+    ("operator", Role.operator),
+    ("field.t07", Role.field_staff),
     ("admin", Role.admin),
     ("resident", Role.resident),
 )

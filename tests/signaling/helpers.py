@@ -233,3 +233,47 @@ async def fill_queue(
             return names, {i for i in ids if i is not None}
     finally:
         await db.dispose()
+
+
+async def measured_handling(
+    db_url: str, *, seconds: int = 300, line_code: str = "T07-civil_affairs"
+) -> None:
+    """One ticket finished on the line `seconds` after it was answered: its handling time is
+    measured, so waits can be estimated (until then they are unknown, never assumed)."""
+    db = Database(db_url)
+    try:
+        async with db.session() as s:
+            line = (await s.exec(select(WindowLine).where(WindowLine.code == line_code))).one()
+            point = (await s.exec(select(Site).where(Site.parent_id == line.site_id))).first()
+            assert point is not None
+            case = Case(
+                number=f"HT{line.id:04d}{seconds:06d}",
+                item_id=1,
+                site_id=point.id or 0,
+                line_id=line.id,
+                status=CaseStatus.completed,
+            )
+            s.add(case)
+            await s.flush()
+            now = utcnow() - dt.timedelta(hours=1)
+            s.add(
+                Ticket(
+                    line_id=line.id or 0,
+                    case_id=case.id or 0,
+                    day=now.date(),
+                    seq=999,
+                    number="H999",
+                    status=TicketStatus.done,
+                    outcome="completed",
+                    item_id=1,
+                    point_site_id=point.id or 0,
+                    waiting_since=now - dt.timedelta(seconds=seconds + 60),
+                    created_at=now - dt.timedelta(seconds=seconds + 60),
+                    called_at=now - dt.timedelta(seconds=seconds + 30),
+                    answered_at=now - dt.timedelta(seconds=seconds),
+                    finished_at=now,
+                )
+            )
+            await s.commit()
+    finally:
+        await db.dispose()

@@ -20,6 +20,8 @@ ROLE_USERS = {
     Role.supervisor: "supervisor",
     Role.coordinator: "coordinator",
     Role.courier: "courier",
+    Role.operator: "operator",
+    Role.field_staff: "field.t07",
     Role.admin: "admin",
 }
 GUARDED = sorted(name for name, spec in EVENTS.items() if spec.action is not None)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.signaling.helpers import gaoqiao_setup, new_resident, take_payload
+from core.settings import Settings
+from tests.signaling.helpers import gaoqiao_setup, measured_handling, new_resident, take_payload
 from tests.uploads.helpers import complete_materials
 
 
-async def test_take_call_answer_signal_finish(sock: Any) -> None:
+async def test_take_call_answer_signal_finish(sock: Any, settings: Settings) -> None:
+    await measured_handling(settings.effective_database_url)
     worker = await sock("worker")
     clerk = await sock("clerk")
     setup = await gaoqiao_setup(worker.user)
@@ -19,7 +21,7 @@ async def test_take_call_answer_signal_finish(sock: Any) -> None:
     assert ticket["status"] == "waiting"
     assert ticket["position"] == 1
     assert ticket["priority_reason"] == "age80"
-    assert ticket["eta_seconds"] is not None  # the clerk is online
+    assert ticket["eta_seconds"] is not None  # the clerk is online, a handling time measured
 
     called = await clerk.ok("queue:call_next")
     assert called["ticket"]["id"] == ticket["id"]

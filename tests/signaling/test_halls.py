@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.settings import Settings
 from signaling.halls import TRAVEL_MINUTES_PER_KM
-from tests.signaling.helpers import gaoqiao_setup, take_payload
+from tests.signaling.helpers import gaoqiao_setup, measured_handling, take_payload
 
 
 async def _halls(user: Any, code: str, **params: Any) -> list[dict[str, Any]]:
@@ -17,7 +18,9 @@ async def _halls(user: Any, code: str, **params: Any) -> list[dict[str, Any]]:
     return await resp.json()
 
 
-async def test_a_short_queue_a_little_further_away_ranks_first(sock: Any) -> None:
+async def test_a_short_queue_a_little_further_away_ranks_first(
+    sock: Any, settings: Settings
+) -> None:
     worker = await sock("worker")
     setup = await gaoqiao_setup(worker.user)
     point = setup["point"]
@@ -29,7 +32,13 @@ async def test_a_short_queue_a_little_further_away_ranks_first(sock: Any) -> Non
     assert home["site"]["id"] == point["parent_id"]  # the point's own town hall
     assert home["line_id"] == setup["line"]["id"]
 
-    # The home line has a clerk and four numbers waiting; the neighbour a clerk and none.
+    # The home line has a clerk and four numbers waiting; the neighbour a clerk and none;
+    # both have a measured handling time.
+    url = settings.effective_database_url
+    await measured_handling(url, seconds=480)
+    await measured_handling(
+        url, seconds=480, line_code=f"{neighbour['site']['code']}-civil_affairs"
+    )
     clerk = await sock("clerk")
     await clerk.ok("presence:set", {"status": "available"})
     other = await sock(f"clerk.{neighbour['site']['code'].lower()}.m")

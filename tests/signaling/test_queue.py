@@ -20,7 +20,13 @@ from signaling import sweeps
 from signaling.models import Call, Ticket
 from signaling.views import SIGNALING
 from tests.conftest import DEMO_PASSWORD, User
-from tests.signaling.helpers import Sock, gaoqiao_setup, new_resident, take_payload
+from tests.signaling.helpers import (
+    Sock,
+    gaoqiao_setup,
+    measured_handling,
+    new_resident,
+    take_payload,
+)
 from tests.uploads.helpers import complete_materials
 from web.app import create_app
 
@@ -148,7 +154,10 @@ async def test_numbers_per_line_increase_with_the_line_prefix(sock: Any) -> None
 # -- priority, positions, estimates
 
 
-async def test_priority_residents_first_then_first_come_first_served(sock: Any) -> None:
+async def test_priority_residents_first_then_first_come_first_served(
+    sock: Any, settings: Settings
+) -> None:
+    await measured_handling(settings.effective_database_url, seconds=300)
     worker = await sock("worker")
     clerk = await sock("clerk")
     setup = await gaoqiao_setup(worker.user)
@@ -183,6 +192,7 @@ async def test_priority_residents_first_then_first_come_first_served(sock: Any) 
     # Every holder hears its new place; one clerk is online, so the wait grows per place.
     status = (await clerk.ok("line:watch", {"line_ids": [setup["line"]["id"]]}))[0]
     avg = status["avg_handling_seconds"]
+    assert avg == 300
     for ticket, place in ((d, 1), (a, 2), (b, 3), (e, 4)):
         upd = await worker.wait(
             "ticket:update", lambda x, t=ticket: x["ticket"]["id"] == t["id"], within=5
@@ -200,7 +210,10 @@ async def test_priority_residents_first_then_first_come_first_served(sock: Any) 
     assert order == [c["id"], d["id"], a["id"], b["id"], e["id"]]
 
 
-async def test_eta_is_unknown_while_no_clerk_of_the_line_is_online(sock: Any) -> None:
+async def test_eta_is_unknown_while_no_clerk_of_the_line_is_online(
+    sock: Any, settings: Settings
+) -> None:
+    await measured_handling(settings.effective_database_url)
     worker = await sock("worker")
     setup = await gaoqiao_setup(worker.user)
     first = await worker.ok("ticket:take", take_payload(setup, None))

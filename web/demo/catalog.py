@@ -2547,3 +2547,37 @@ BUNDLES: tuple[dict, ...] = (
         "lead_department": "human_resources",
     },
 )
+
+# 上门服务: the items a resident can have handled at home, and for whom ("elderly": 60 or over,
+# "disabled": a disability certificate on file, "pregnant": declared, checked at the visit).
+# The deployed service covers these groups in 50 communities; licences and permits for
+# businesses, marriage and the like stay at the hall.
+HOME_VISIT: dict[str, tuple[str, ...]] = {
+    "MZ-004": ("elderly",),
+    "MZ-009": ("disabled",),
+    "MZ-010": ("disabled",),
+    "MZ-011": ("elderly", "disabled"),
+    "RS-004": ("elderly", "disabled"),
+    "RS-005": ("elderly", "disabled"),
+    "RS-010": ("elderly",),
+    "YB-004": ("elderly", "disabled"),
+    "YB-006": ("pregnant",),
+    "YB-009": ("elderly",),
+    "HJ-003": ("elderly", "disabled", "pregnant"),
+    "WJ-001": ("pregnant",),
+    "CL-002": ("disabled",),
+}
+
+# Visit planning (scheduler/plans.py): minutes at the door and the skills the visitor needs,
+# for the items that take longer than the default 40 minutes or need a trained visitor: a
+# disability assessment for the disability benefits and certificate, a household-registration
+# officer to take the photo and fingerprints for an ID card.
+HOME_VISIT_PLAN: dict[str, tuple[int, tuple[str, ...]]] = {
+    "MZ-009": (60, ("disability_assessment",)),
+    "MZ-010": (60, ("disability_assessment",)),
+    "CL-002": (50, ("disability_assessment",)),
+    "HJ-003": (30, ("hukou_officer",)),
+    "MZ-004": (30, ()),
+    "RS-004": (30, ()),
+    "RS-005": (30, ()),
+}

@@ -18,6 +18,14 @@ WEEKDAY_HOURS: dict[str, list[str]] = {
 # The district center also opens on Saturday mornings.
 DISTRICT_OPENING_HOURS: dict[str, list[str]] = {**WEEKDAY_HOURS, "sat": ["09:00-12:00"]}
 
+# Bao'an's "5+2 白+黑" extended hours (open in the evenings and at weekends), kept by one hall
+# of the demo (望江街道).
+EXTENDED_HOURS: dict[str, list[str]] = {
+    **{d: ["09:00-12:00", "14:00-20:00"] for d in ("mon", "tue", "wed", "thu", "fri")},
+    "sat": ["09:00-12:00", "14:00-16:00"],
+    "sun": ["09:00-12:00"],
+}
+
 OPENING_HOURS: dict[str, dict[str, list[str]]] = {
     "district": DISTRICT_OPENING_HOURS,
     "town": WEEKDAY_HOURS,
@@ -73,7 +81,7 @@ TOWNS: tuple[dict, ...] = (
         "address": "海川区望江街道滨江大道199号（望江街道便民服务中心）",
         "lat": 29.8842,
         "lng": 121.4987,
-        "opening_hours": WEEKDAY_HOURS,
+        "opening_hours": EXTENDED_HOURS,
         "communities": (
             "望江社区",
             "永宁社区",

@@ -28,8 +28,10 @@ from core.models import (
     WindowLine,
 )
 from core.staff import Passwords
+from scheduler.calendars import seed_hours
 from web.demo import catalog as data
 from web.demo import geography as geo
+from web.demo.licences import seed_licence_types
 
 DISTRICT_CODE = "D00"
 # Ticket prefix letter of each department's window line (M023 = the 23rd civil-affairs ticket).
@@ -44,6 +46,9 @@ TICKET_PREFIX = {
 }
 # Community points lie within this distance of their town center (km); towns are ~8 km apart.
 COMMUNITY_SPREAD_KM = 3.5
+# Clerks trained for another department's work too (skills name it): the tidal windows may
+# move them there when its queue grows. The district's health clerk is a comprehensive window.
+CROSS_TRAINED = {"market": ("户籍",), "health": ("综合窗口",)}
 EXPERTS = (
     ("expert", "周敏（社会救助专家）", ["社会救助政策", "养老服务"]),
     ("expert.yb", "吴磊（医保政策专家）", ["医保政策", "异地就医"]),
@@ -168,6 +173,7 @@ async def _seed(session: AsyncSession, bar: tqdm) -> dict[str, int]:
         bar.update(1 + len(t["communities"]))
     session.add_all(lines)
     await session.flush()
+    await seed_hours(session)  # the booking calendars' table of hours (scheduler/calendars.py)
 
     items: dict[str, ServiceItem] = {}
     for it in data.ITEMS:
@@ -183,6 +189,11 @@ async def _seed(session: AsyncSession, bar: tqdm) -> dict[str, int]:
             retention_days=it["retention_days"],
             description=it.get("description", ""),
             **{f"{k}": v for k, v in it.get("eligibility", {}).items()},
+            home_visit=it["code"] in data.HOME_VISIT,
+            home_visit_for=list(data.HOME_VISIT.get(it["code"], ())),
+            # visit planning: minutes at the door and the visitor's skills (scheduler/plans.py)
+            home_visit_minutes=data.HOME_VISIT_PLAN.get(it["code"], (40, ()))[0],
+            home_visit_skills=list(data.HOME_VISIT_PLAN.get(it["code"], (40, ()))[1]),
         )
         session.add(row)
         items[it["code"]] = row
@@ -202,6 +213,7 @@ async def _seed(session: AsyncSession, bar: tqdm) -> dict[str, int]:
                 )
             )
         bar.update(1 + len(it["materials"]))
+    licence_types = await seed_licence_types(session, items)
     for b in data.BUNDLES:
         bundle = Bundle(
             code=b["code"],
@@ -223,6 +235,7 @@ async def _seed(session: AsyncSession, bar: tqdm) -> dict[str, int]:
         "window_lines": len(lines),
         "items": len(items),
         "bundles": len(data.BUNDLES),
+        "licence_types": licence_types,
     }
 
 
@@ -263,6 +276,7 @@ async def _seed_staff(session: AsyncSession, pw_hash: str) -> int:
     add("supervisor", "区数据局·督查科", Role.supervisor, [DISTRICT_CODE], [])
     add("coordinator", "上门服务协调员", Role.coordinator, [DISTRICT_CODE], [])
     add("courier", "证照速递员", Role.courier, [DISTRICT_CODE], [])
+    add("operator", "12345 热线接线员", Role.operator, [DISTRICT_CODE], [])
     for username, name, skills in EXPERTS:
         add(username, name, Role.expert, [DISTRICT_CODE], [], skills)
     gaoqiao = next(t for t in geo.TOWNS if t["name"] == "高桥镇")
@@ -272,7 +286,8 @@ async def _seed_staff(session: AsyncSession, pw_hash: str) -> int:
         username = f"clerk.{site.code.lower()}.{dept_letter}"
         if site.code == gaoqiao["code"] and ln.department == "civil_affairs":
             username = "clerk"
-        add(username, f"{ln.name}窗口", Role.clerk, [site.code], [ln.id or 0])
+        trained = list(CROSS_TRAINED.get(ln.department, ()))
+        add(username, f"{ln.name}窗口", Role.clerk, [site.code], [ln.id or 0], trained)
     for t in geo.TOWNS:
         add(
             f"supervisor.{t['code'].lower()}",
@@ -280,6 +295,31 @@ async def _seed_staff(session: AsyncSession, pw_hash: str) -> int:
             Role.supervisor,
             [t["code"]],
             [],
+        )
+        # Home service in each town: its coordinator triages, its field staff go on visits.
+        add(
+            f"coordinator.{t['code'].lower()}",
+            f"{t['name']}上门服务协调员",
+            Role.coordinator,
+            [t["code"]],
+            [],
+        )
+        add(
+            f"field.{t['code'].lower()}",
+            f"{t['name']}上门服务人员",
+            Role.field_staff,
+            [t["code"]],
+            [],
+        )
+        # visit planning: a second visitor per town centre, trained for the assessments and
+        # registrations some home visits need (scheduler/plans.py matches the item's skills)
+        add(
+            f"field.{t['code'].lower()}.b",
+            f"{t['name']}上门服务专员",
+            Role.field_staff,
+            [t["code"]],
+            [],
+            list(FIELD_SKILLS),
         )
         for i, name in enumerate(t["communities"], start=1):
             code = f"{t['code']}-C{i:02d}"
@@ -296,6 +336,10 @@ async def _seed_staff(session: AsyncSession, pw_hash: str) -> int:
     return len(staff)
 
 
+# Skills of the second field visitor of each town (visit planning, scheduler/plans.py).
+FIELD_SKILLS = ("disability_assessment", "hukou_officer")
+
+
 def demo_logins() -> list[DemoLogin]:
     gaoqiao = next(t for t in geo.TOWNS if t["name"] == "高桥镇")
     first = gaoqiao["communities"][0]
@@ -306,5 +350,7 @@ def demo_logins() -> list[DemoLogin]:
         DemoLogin(Role.supervisor, "supervisor", "区数据局·督查科", "全区"),
         DemoLogin(Role.coordinator, "coordinator", "上门服务协调员", "全区"),
         DemoLogin(Role.courier, "courier", "证照速递员", "全区"),
+        DemoLogin(Role.operator, "operator", "12345 热线接线员", "全区"),
+        DemoLogin(Role.field_staff, "field.t07", "高桥镇上门服务人员", "高桥镇"),
         DemoLogin(Role.admin, "admin", "系统管理员", "全区"),
     ]

@@ -114,6 +114,16 @@ export function homeFor(role: Role | undefined): string {
       return '/expert'
     case 'supervisor':
       return '/supervisor'
+    case 'operator':
+      return '/operator'
+    case 'coordinator':
+      return '/coordinator'
+    case 'field_staff':
+      return '/field'
+    case 'courier':
+      return '/courier'
+    case 'resident':
+      return '/resident'
     case undefined:
       return '/login'
     default:

@@ -43,7 +43,7 @@ export function getSocket(): Socket {
     link.connected = false
     link.error = err.data?.code ?? 'network'
     if (err.data?.code === 'unauthenticated' || err.data?.code === 'session_expired') {
-      window.location.assign('/login')
+      window.location.assign(location.pathname.startsWith('/resident') ? '/resident/login' : '/login')
     }
   })
   return socket
