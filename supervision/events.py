@@ -1,11 +1,12 @@
-"""Server-to-client events of supervision, sent to the department heads of the line."""
+"""Server-to-client events of supervision, sent to the supervisors of the line's area (wait
+alerts: its department heads)."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
 from core.events import Event
-from supervision.models import AlertRead, LineAlertRead
+from supervision.models import AlertRead, FollowupAlertRead, FollowupRead, LineAlertRead
 
 
 class AlertRaised(Event):
@@ -34,3 +35,31 @@ class LineAlertChanged(Event):
 
     name: ClassVar[str] = "line_alert:changed"
     alert: LineAlertRead
+
+
+class FollowupAlertRaised(Event):
+    """A bad-rating follow-up passed its deadline still open (once per follow-up)."""
+
+    name: ClassVar[str] = "followup_alert:raised"
+    alert: FollowupAlertRead
+
+
+class FollowupAlertChanged(Event):
+    """An overdue follow-up's alert was acknowledged or resolved (by hand, or on closing)."""
+
+    name: ClassVar[str] = "followup_alert:changed"
+    alert: FollowupAlertRead
+
+
+class FollowupOpened(Event):
+    """A bad rating or a complaint opened a follow-up for the line's department heads."""
+
+    name: ClassVar[str] = "followup:opened"
+    followup: FollowupRead
+
+
+class FollowupChanged(Event):
+    """A follow-up's call-back or rectification was recorded, or it was closed."""
+
+    name: ClassVar[str] = "followup:changed"
+    followup: FollowupRead

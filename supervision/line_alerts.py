@@ -5,7 +5,8 @@ An episode is one row, from the moment a measure reaches yellow (or straight red
 drops below yellow's release level. Every node's sweep reads the measures and the running
 episodes; a new episode is an insert that the partial unique index lets only one node win, and
 a change of level is an update conditional on the level that node read, so each step is
-announced (event, SMS, audit) by exactly one node, in the transaction that made it.
+announced (event, SMS, audit) by exactly one node, in the transaction that made it. Taking an
+alert on and closing it are supervision/lifecycle.py's, kind LINE.
 """
 
 from __future__ import annotations
@@ -19,39 +20,31 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from core import audit
-from core.access import Principal, may_see_line, require_line, site_ancestry
-from core.errors import Conflict, NotFound
-from core.events import Audience, Outbox
+from core.access import Principal, site_ancestry
+from core.events import Outbox
 from core.models import Role, Staff, StaffLine, StaffSite, WindowLine
 from core.settings import Settings
 from core.sms import SmsGateway
 from signaling.models import Ticket, TicketStatus
+from supervision import lifecycle, thresholds
 from supervision.alerts import department_heads
 from supervision.events import LineAlertChanged, LineAlertRaised
+from supervision.lifecycle import Kind, Scope
 from supervision.models import (
-    OPEN_ALERT,
     AlertCounts,
     AlertLevel,
     AlertStatus,
     LineAlert,
     LineAlertRead,
     LineMeasure,
-    LineThreshold,
     WaitAlert,
 )
+from supervision.thresholds import Limits
+
+__all__ = ["LINE", "Limits", "LineReport", "counts", "next_level", "sweep"]
 
 TARGET = "line_alert"
 TIDAL_NOTE = "tidal windows are not built yet"
-
-
-@dataclass(frozen=True)
-class Limits:
-    yellow: int
-    red: int
-
-    def of(self, level: AlertLevel) -> int:
-        return self.red if level == AlertLevel.red else self.yellow
 
 
 @dataclass
@@ -82,29 +75,6 @@ def next_level(
     return None
 
 
-def _nf(alert_id: int) -> NotFound:
-    return NotFound(f"窗口预警 {alert_id}", f"Line alert {alert_id}")
-
-
-async def limits(
-    session: AsyncSession, settings: Settings
-) -> tuple[dict[LineMeasure, Limits], dict[int, dict[LineMeasure, Limits]]]:
-    """The default limits per measure, and the lines that set any of their own."""
-    s = settings
-    default = {
-        LineMeasure.waiting: Limits(s.line_alert_waiting_yellow, s.line_alert_waiting_red),
-        LineMeasure.taken: Limits(s.line_alert_taken_yellow, s.line_alert_taken_red),
-    }
-    own: dict[int, dict[LineMeasure, Limits]] = {}
-    for r in (await session.exec(select(LineThreshold))).all():
-        w, t = default[LineMeasure.waiting], default[LineMeasure.taken]
-        own[r.line_id] = {
-            LineMeasure.waiting: Limits(r.waiting_yellow or w.yellow, r.waiting_red or w.red),
-            LineMeasure.taken: Limits(r.taken_yellow or t.yellow, r.taken_red or t.red),
-        }
-    return default, own
-
-
 async def measures(
     session: AsyncSession, *, now: dt.datetime, window_minutes: int
 ) -> dict[tuple[int, LineMeasure], int]:
@@ -130,7 +100,15 @@ async def measures(
 
 async def area_supervisors(session: AsyncSession, line: WindowLine) -> list[int]:
     """Supervisors whose area holds the line: bound to it, or to its hall or a site above."""
-    sites = [s.id for s in await site_ancestry(session, line.site_id)]
+    return await site_supervisors(session, line.site_id, line_id=line.id)
+
+
+async def site_supervisors(
+    session: AsyncSession, site_id: int, *, line_id: int | None = None
+) -> list[int]:
+    """Supervisors bound to the site or a site above it (or to the line, when given)."""
+    sites = [s.id for s in await site_ancestry(session, site_id)]
+    bound = col(StaffSite.site_id).in_(sites)
     rows = await session.exec(
         select(Staff.id)
         .outerjoin(StaffLine, col(StaffLine.staff_id) == col(Staff.id))
@@ -138,7 +116,7 @@ async def area_supervisors(session: AsyncSession, line: WindowLine) -> list[int]
         .where(
             Staff.role == Role.supervisor,
             col(Staff.active),
-            or_(StaffLine.line_id == line.id, col(StaffSite.site_id).in_(sites)),
+            or_(StaffLine.line_id == line_id, bound) if line_id is not None else bound,
         )
         .distinct()
     )
@@ -152,35 +130,43 @@ async def read(session: AsyncSession, alert: LineAlert) -> LineAlertRead:
     return out
 
 
-async def _tell(
-    session: AsyncSession, outbox: Outbox, alert: LineAlert, *, raised: bool
-) -> LineAlertRead:
-    """The alert's event to every supervisor of the line's area."""
-    out = await read(session, alert)
-    line = await session.get(WindowLine, alert.line_id)
-    event = LineAlertRaised(alert=out) if raised else LineAlertChanged(alert=out)
-    for staff_id in await area_supervisors(session, line) if line else []:
-        outbox.emit(event, Audience.staff(staff_id))
-    return out
-
-
-def _sms_text(line: WindowLine, alert: LineAlert) -> str:
+def _sms(line: WindowLine, alert: LineAlert) -> tuple[dict[str, str], str]:
+    """The template's parameters and the text they render to."""
     level = "红色" if alert.level == AlertLevel.red else "黄色"
     if alert.measure == LineMeasure.waiting:
         what = f"等候 {alert.value} 人（阈值 {alert.threshold}）"
     else:
         what = f"近 {alert.window_minutes} 分钟取号 {alert.value} 张（阈值 {alert.threshold}）"
-    return f"【云窗口】{line.name}{level}预警：{what}，请及时调配窗口。"
+    waiting = alert.measure == LineMeasure.waiting
+    measure = "等候人数" if waiting else f"近{alert.window_minutes}分钟取号"
+    params = {
+        "line": line.name,
+        "level": level,
+        "measure": measure,
+        "value": str(alert.value),
+        "threshold": str(alert.threshold),
+    }
+    return params, f"【云窗口】{line.name}{level}预警：{what}，请及时调配窗口。"
 
 
-async def _page(session: AsyncSession, sms: SmsGateway, alert: LineAlert) -> None:
+async def _page(session: AsyncSession, sms: SmsGateway, alert: LineAlert, now: dt.datetime) -> None:
     """An SMS to each of the line's department heads that has a phone number."""
     line = await session.get(WindowLine, alert.line_id)
     if line is None:
         return
+    params, body = _sms(line, alert)
+    # One message per head and step: the same step retried is not sent twice.
+    step = f"{alert.level}:{int(now.timestamp())}"
     for head in await department_heads(session, line):
         if head.phone:
-            await sms.send(session, phone=head.phone, body=_sms_text(line, alert), kind="alert")
+            await sms.send(
+                session,
+                phone=head.phone,
+                kind="alert.line",
+                params=params,
+                body=body,
+                key=f"line-alert:{alert.id}:{step}:{head.id}",
+            )
 
 
 async def _claim(session: AsyncSession, values: dict[str, object], node_id: str) -> int | None:
@@ -217,7 +203,7 @@ async def sweep(
     report = LineReport()
     hysteresis = settings.line_alert_hysteresis
     window = settings.line_alert_taken_window_minutes
-    default, own = await limits(session, settings)
+    book = await thresholds.load(session, settings)
     values = await measures(session, now=now, window_minutes=window)
     running = {
         (a.line_id, LineMeasure(a.measure)): a
@@ -226,15 +212,34 @@ async def sweep(
     running_ = col(LineAlert.cleared_at).is_(None)
     for key in sorted(set(values) | set(running)):
         line_id, measure = key
-        lim = own.get(line_id, default)[measure]
+        lim = book.limits(line_id).of(measure)
         value = values.get(key, 0)
         episode = running.get(key)
         current = AlertLevel(episode.level) if episode else None
         level = next_level(current, value, lim, hysteresis)
         if level == current:
             continue
+        facts = {"line": line_id, "measure": str(measure), "value": value}
+        if level is None:
+            assert episode is not None
+            alert_id = episode.id or 0
+            if await lifecycle.resolve_by_itself(
+                session,
+                outbox,
+                LINE,
+                alert_id,
+                now=now,
+                resolution="auto",
+                where=[running_],
+                detail=facts,
+                cleared_at=now,
+                value=value,
+            ):
+                report.resolved.append(alert_id)
+            else:  # closed by hand earlier: the episode ends quietly
+                await _update(session, alert_id, [running_], cleared_at=now, value=value)
+            continue
         if episode is None:
-            assert level is not None
             alert_id = await _claim(
                 session,
                 {
@@ -252,25 +257,7 @@ async def sweep(
             if alert_id is None:
                 continue  # another node raised it first
             report.raised.append(alert_id)
-            action, detail = "line_alert.raise", {"level": str(level)}
-        elif level is None:
-            alert_id = episode.id or 0
-            open_ = col(LineAlert.status).in_(OPEN_ALERT)
-            if await _update(
-                session,
-                alert_id,
-                [running_, open_],
-                cleared_at=now,
-                value=value,
-                status=AlertStatus.resolved,
-                resolved_at=now,
-                resolution="auto",
-            ):
-                report.resolved.append(alert_id)
-                action, detail = "line_alert.resolve", {"resolution": "auto"}
-            else:  # closed by hand earlier: the episode ends quietly
-                await _update(session, alert_id, [running_], cleared_at=now, value=value)
-                continue
+            step = "raise"
         else:
             alert_id = episode.id or 0
             change: dict[str, object] = {"level": level, "value": value, "threshold": lim.of(level)}
@@ -287,123 +274,40 @@ async def sweep(
             ):
                 continue  # another node moved it first
             (report.escalated if level == AlertLevel.red else report.eased).append(alert_id)
-            action = "line_alert.escalate" if level == AlertLevel.red else "line_alert.ease"
-            detail = {"level": str(level)}
-        alert = await session.get(LineAlert, alert_id, populate_existing=True)
-        assert alert is not None
-        audit.record(
-            session,
-            actor=None,
-            action=action,
-            target_type=TARGET,
-            target_id=alert_id,
-            detail={**detail, "line": line_id, "measure": str(measure), "value": value},
-        )
-        loud = action in ("line_alert.raise", "line_alert.escalate")
-        await _tell(session, outbox, alert, raised=loud)
-        if loud:
-            await _page(session, sms, alert)
+            step = "escalate" if level == AlertLevel.red else "ease"
+        detail = {"level": str(level), **facts}
+        if step == "ease":  # back to yellow: a change to see, not a new call to act
+            alert = await session.get(LineAlert, alert_id, populate_existing=True)
+            assert alert is not None
+            lifecycle.record(session, LINE, alert_id, step, detail=detail)
+            await lifecycle.announce(session, outbox, LINE, alert, raised=False)
+        else:
+            alert, _ = await lifecycle.raised(session, outbox, LINE, alert_id, detail, step=step)
+            await _page(session, sms, alert, now)
     return report
 
 
-async def _visible(session: AsyncSession, principal: Principal, line_ids: set[int]) -> set[int]:
-    out = set()
-    for line_id in line_ids:
-        line = await session.get(WindowLine, line_id)
-        if line is not None and await may_see_line(session, principal, line):
-            out.add(line_id)
-    return out
+async def _may_see(scope: Scope, alert: LineAlert) -> bool:
+    return await scope.line(alert.line_id)
 
 
-async def list_alerts(
-    *, session: AsyncSession, principal: Principal, open_only: bool, limit: int
-) -> list[LineAlertRead]:
-    """Line alerts of the lines in the caller's area, newest first."""
-    q = select(LineAlert).order_by(col(LineAlert.raised_at).desc(), col(LineAlert.id).desc())
-    if open_only:
-        q = q.where(col(LineAlert.status).in_(OPEN_ALERT))
-    rows = list((await session.exec(q)).all())
-    mine = await _visible(session, principal, {a.line_id for a in rows})
-    return [await read(session, a) for a in rows if a.line_id in mine][:limit]
+async def _area(session: AsyncSession, alert: LineAlert) -> list[int]:
+    line = await session.get(WindowLine, alert.line_id)
+    return await area_supervisors(session, line) if line else []
 
 
-async def _mine(session: AsyncSession, principal: Principal, alert_id: int) -> LineAlert:
-    alert = await session.get(LineAlert, alert_id)
-    line = await session.get(WindowLine, alert.line_id) if alert else None
-    if alert is None or line is None:
-        raise _nf(alert_id)
-    await require_line(session, principal, line, not_found=_nf(alert_id))
-    return alert
-
-
-async def acknowledge(
-    *,
-    session: AsyncSession,
-    principal: Principal,
-    outbox: Outbox,
-    alert_id: int,
-    note: str,
-    now: dt.datetime,
-    request_id: str = "",
-    ip: str = "",
-) -> LineAlertRead:
-    """A supervisor takes the line alert on: who, when and what they will do."""
-    alert = await _mine(session, principal, alert_id)
-    if alert.status != AlertStatus.raised:
-        raise Conflict("alert.state", status=alert.status)
-    alert.status = AlertStatus.acknowledged
-    alert.acknowledged_at, alert.acknowledged_by, alert.note = now, principal.staff_id, note
-    return await _acted(session, principal, outbox, alert, "line_alert.acknowledge", request_id, ip)
-
-
-async def resolve(
-    *,
-    session: AsyncSession,
-    principal: Principal,
-    outbox: Outbox,
-    alert_id: int,
-    note: str,
-    now: dt.datetime,
-    request_id: str = "",
-    ip: str = "",
-) -> LineAlertRead:
-    """Close a line alert by hand; its episode stays quiet until the line is back under yellow."""
-    alert = await _mine(session, principal, alert_id)
-    if alert.status == AlertStatus.resolved:
-        raise Conflict("alert.state", status=alert.status)
-    alert.status, alert.resolved_at, alert.resolved_by = (
-        AlertStatus.resolved,
-        now,
-        principal.staff_id,
-    )
-    alert.resolution = "manual"
-    if note:
-        alert.note = note
-    return await _acted(session, principal, outbox, alert, "line_alert.resolve", request_id, ip)
-
-
-async def _acted(
-    session: AsyncSession,
-    principal: Principal,
-    outbox: Outbox,
-    alert: LineAlert,
-    action: str,
-    request_id: str,
-    ip: str,
-) -> LineAlertRead:
-    session.add(alert)
-    await session.flush()
-    audit.record(
-        session,
-        actor=principal,
-        action=action,
-        target_type=TARGET,
-        target_id=alert.id or 0,
-        detail={"note": alert.note} if alert.note else None,
-        request_id=request_id,
-        ip=ip,
-    )
-    return await _tell(session, outbox, alert, raised=False)
+LINE: Kind[LineAlert, LineAlertRead] = Kind(
+    name="line",
+    table=LineAlert,
+    target=TARGET,
+    prefix="line_alert",
+    what=("窗口预警", "Line alert"),
+    read=read,
+    audience=_area,
+    may_see=_may_see,
+    raised_event=lambda a: LineAlertRaised(alert=a),
+    changed_event=lambda a: LineAlertChanged(alert=a),
+)
 
 
 async def counts(
@@ -421,7 +325,7 @@ async def counts(
         .group_by(col(WaitAlert.line_id))
     )
     line_rows, wait_rows = list(lines.all()), list(waits.all())
-    mine = await _visible(session, principal, {r[0] for r in line_rows} | {r[0] for r in wait_rows})
+    mine = await Scope(session, principal).lines([r[0] for r in line_rows + wait_rows])
     out = AlertCounts(start=start, end=end, yellow=0, red=0, wait=0, note=TIDAL_NOTE)
     for line_id, red, n in line_rows:
         if line_id in mine:
@@ -430,4 +334,10 @@ async def counts(
             else:
                 out.yellow += int(n)
     out.wait = sum(int(n) for line_id, n in wait_rows if line_id in mine)
+    # -- tidal openings: counted by the tidal windows' own module (supervision/tidal.py)
+    from supervision import tidal
+
+    out.tidal = await tidal.openings(session=session, principal=principal, start=start, end=end)
+    out.note = ""
+    # -- end of tidal openings
     return out

@@ -1,4 +1,4 @@
-"""Periodic work of supervision; every node runs it, the alert rows keep it exactly once."""
+"""Periodic work of supervision; every node runs it, the unique rows keep it exactly once."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from core.db import Database, utcnow
 from core.events import Deliver, Outbox
 from core.settings import Settings
 from core.sms import SmsGateway
-from supervision import alerts, line_alerts
+from supervision import alerts, followups, line_alerts
 
 log = logging.getLogger("cloudwindow.supervision")
 
@@ -62,9 +62,47 @@ async def sweep_line_alerts(
     return await _round(db, deliver, work)
 
 
+async def sweep_followups(
+    *,
+    db: Database,
+    settings: Settings,
+    sms: SmsGateway,
+    deliver: Deliver,
+    node_id: str,
+    now: dt.datetime | None = None,
+    full: bool = False,
+) -> followups.FollowupReport:
+    """One round of the bad-rating follow-ups: open the new ones, then raise the overdue ones,
+    each its own unit of work (an overdue alert that cannot be sent holds up no opening)."""
+    report = await open_followups(
+        db=db, settings=settings, deliver=deliver, node_id=node_id, now=now, full=full
+    )
+    overdue = partial(
+        followups.raise_overdue, sms=sms, now=now or utcnow(), node_id=node_id, report=report
+    )
+    return await _round(db, deliver, overdue)
+
+
+async def open_followups(
+    *,
+    db: Database,
+    settings: Settings,
+    deliver: Deliver,
+    node_id: str,
+    now: dt.datetime | None = None,
+    full: bool = False,
+) -> followups.FollowupReport:
+    """The opening half of a follow-up round, as its own unit of work."""
+    work = partial(
+        followups.open_due, settings=settings, now=now or utcnow(), node_id=node_id, full=full
+    )
+    return await _round(db, deliver, work)
+
+
 async def alert_loop(
     *, db: Database, settings: Settings, sms: SmsGateway, deliver: Deliver, node_id: str
 ) -> None:
+    rounds = 0
     while True:
         await asyncio.sleep(settings.alert_sweep_interval_seconds)
         try:
@@ -83,3 +121,25 @@ async def alert_loop(
                 log.info("line alerts: %s", lines)
         except Exception:
             log.exception("line-alert sweep failed")
+        try:
+            # The first round of a process reads every bad rating (one may have been written
+            # while no node ran); later ones the recent ratings, and all of them now and then.
+            full = rounds % followups.FULL_EVERY == 0
+            found = await open_followups(
+                db=db, settings=settings, deliver=deliver, node_id=node_id, full=full
+            )
+            rounds += 1
+            if found.opened:
+                log.info("follow-ups: %d opened", len(found.opened))
+        except Exception:
+            log.exception("follow-up sweep failed")
+        try:
+            late = await _round(
+                db,
+                deliver,
+                partial(followups.raise_overdue, sms=sms, now=utcnow(), node_id=node_id),
+            )
+            if late.overdue:
+                log.info("follow-ups: %d overdue alerts raised", len(late.overdue))
+        except Exception:
+            log.exception("overdue follow-up sweep failed")

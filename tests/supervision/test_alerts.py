@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 from sqlmodel import func, select
 
@@ -18,9 +20,16 @@ from outreach.models import SmsMessage
 from outreach.sms import RecordingSmsGateway
 from supervision.models import WaitAlert
 from supervision.sweeps import sweep_alerts
+from tests.conftest import base_settings
 from tests.signaling.helpers import gaoqiao_setup, new_resident, take_payload
 
 HEAD_PHONE = "13700137000"
+
+
+@pytest.fixture
+def settings(db_url: str, tmp_path: Path) -> Settings:
+    """The app's own alert loop stays out of the way: these tests sweep when they mean to."""
+    return base_settings(db_url, tmp_path / "data", alert_sweep_interval_seconds=3600)
 
 
 async def _waiting_ticket(sock: Any) -> tuple[Any, dict[str, Any]]:

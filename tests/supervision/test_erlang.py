@@ -19,6 +19,11 @@ from supervision.erlang import agents_needed, erlang_c, mean_wait, service_level
         (3, 2.0, 0.4444),
         (5, 3.0, 0.2362),
         (10, 8.0, 0.4092),
+        (3, 1.5, 0.2368),
+        (4, 3.0, 0.5094),
+        (6, 5.0, 0.5875),
+        (7, 5.0, 0.3241),
+        (22, 20.0, 0.5679),
     ],
 )
 def test_erlang_c_matches_published_values(agents: int, load: float, expected: float) -> None:
@@ -50,3 +55,27 @@ def test_edges_and_monotonicity() -> None:
     assert levels == sorted(levels) and levels[-1] > 0.99
     # A cloud-window line: one resident every 6 minutes, 8 minutes each, 15-minute target.
     assert agents_needed(1 / 360, 480, 900, 0.9) == 3
+
+
+# The worked example of call-centre staffing guides: 100 calls in 30 minutes, 180 s each
+# (10 erlangs), a target of 80% answered within 20 s. Their table, agent by agent: the
+# probability of waiting, the service level and the mean wait (ASA).
+@pytest.mark.parametrize(
+    ("agents", "waits", "level", "asa"),
+    [
+        (11, 0.6821, 0.3896, 122.8),
+        (12, 0.4494, 0.6402, 40.4),
+        (13, 0.2853, 0.7956, 17.1),
+        (14, 0.1741, 0.8884, 7.8),
+        (15, 0.1020, 0.9415, 3.7),
+    ],
+)
+def test_the_published_worked_example(agents: int, waits: float, level: float, asa: float) -> None:
+    lam, aht = 100 / 1800, 180.0
+    assert erlang_c(agents, lam * aht) == pytest.approx(waits, abs=5e-4)
+    assert service_level(agents, lam, aht, 20) == pytest.approx(level, abs=5e-4)
+    assert mean_wait(agents, lam, aht) == pytest.approx(asa, abs=0.05)
+
+
+def test_the_worked_example_needs_fourteen_agents() -> None:
+    assert agents_needed(100 / 1800, 180.0, 20, 0.8) == 14
