@@ -5,9 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.errors import Invalid
+from httpapi import keys
 from httpapi.api import Api, Ctx
-from scheduler import service
-from scheduler.models import AppointmentCreate, AppointmentRead
+from scheduler import calendars, service
+from scheduler.models import AppointmentCreate, AppointmentView, SlotsQuery, SlotsRead
 from scheduler.planning import travel
 from scheduler.planning.problem import Coordinates, Plan, Problem
 from scheduler.planning.worker import Planner
@@ -19,28 +21,40 @@ V1 = "/api/v1"
 
 class AppointmentQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    resident_id: int = Field(ge=1, le=2**31 - 1)
+    resident_id: int | None = Field(default=None, ge=1, le=2**31 - 1)  # a resident: themself
 
 
-async def book(ctx: Ctx) -> AppointmentRead:
+async def book(ctx: Ctx) -> AppointmentView:
     a = await service.book(
-        session=ctx.session, settings=ctx.settings, principal=ctx.me, appointment_in=ctx.body
+        session=ctx.session,
+        settings=ctx.settings,
+        principal=ctx.me,
+        appointment_in=ctx.body,
+        sms=ctx.request.app[keys.SMS],
     )
-    return service.read(a)
+    return await service.view(ctx.session, a)
 
 
-async def list_appointments(ctx: Ctx) -> list[AppointmentRead]:
-    rows = await service.list_for(
-        session=ctx.session, principal=ctx.me, resident_id=ctx.query.resident_id
-    )
-    return [service.read(a) for a in rows]
+async def list_appointments(ctx: Ctx) -> list[AppointmentView]:
+    me = ctx.me
+    resident_id = me.resident_id if me.is_resident else ctx.query.resident_id
+    if resident_id is None:
+        raise Invalid(details=[{"loc": ["query", "resident_id"], "msg": "required"}])
+    rows = await service.list_for(session=ctx.session, principal=me, resident_id=resident_id)
+    return [await service.view(ctx.session, a) for a in rows]
 
 
-async def cancel(ctx: Ctx) -> AppointmentRead:
+async def cancel(ctx: Ctx) -> AppointmentView:
     a = await service.cancel(
         session=ctx.session, principal=ctx.me, appointment_id=ctx.path_int("appointment_id")
     )
-    return service.read(a)
+    return await service.view(ctx.session, a)
+
+
+async def line_slots(ctx: Ctx) -> SlotsRead:
+    line = await service.line_for_slots(ctx.session, ctx.me, ctx.path_int("line_id"))
+    q: SlotsQuery = ctx.query
+    return await calendars.slots(ctx.session, ctx.settings, line, start=q.from_, days=q.days)
 
 
 class SolveQuery(BaseModel):
@@ -62,6 +76,11 @@ async def solve(ctx: Ctx) -> Plan:
 
 
 def register(api: Api) -> None:
+    # visit plans and the visit day (they read PLANNER); courier deliveries of licences
+    from scheduler import delivery_views, plans_views
+
+    plans_views.register(api)
+    delivery_views.register(api)
     api.add(
         "POST",
         f"{V1}/planning/solve",
@@ -81,7 +100,7 @@ def register(api: Api) -> None:
         summary="Book an appointment slot on a line",
         action="appointment.book",
         body=AppointmentCreate,
-        response=AppointmentRead,
+        response=AppointmentView,
         status=201,
         tags=("appointments",),
     )
@@ -92,7 +111,7 @@ def register(api: Api) -> None:
         summary="A resident's appointments",
         action="appointment.book",
         query=AppointmentQuery,
-        response=list[AppointmentRead],
+        response=list[AppointmentView],
         tags=("appointments",),
     )
     api.add(
@@ -101,6 +120,17 @@ def register(api: Api) -> None:
         cancel,
         summary="Cancel a booked appointment",
         action="appointment.book",
-        response=AppointmentRead,
+        response=AppointmentView,
+        tags=("appointments",),
+    )
+    api.add(
+        "GET",
+        f"{V1}/lines/{{line_id:[0-9]+}}/slots",
+        line_slots,
+        summary="A line's appointment calendar: days from `from` (local today), open or why "
+        "not, and each slot's remaining places (docs/appointments.md)",
+        action="appointment.book",
+        query=SlotsQuery,
+        response=SlotsRead,
         tags=("appointments",),
     )

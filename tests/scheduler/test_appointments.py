@@ -6,35 +6,20 @@ import datetime as dt
 from typing import Any
 
 from core.db import utcnow
+from core.settings import Settings
+from tests.scheduler.appointment_helpers import insert_appointment
 from tests.signaling.helpers import gaoqiao_setup, new_resident, take_payload
 
 
-def _slot(minutes_from_now: int) -> str:
-    at = utcnow() + dt.timedelta(minutes=minutes_from_now)
-    return at.replace(second=0, microsecond=0).isoformat()
-
-
-async def _book(user: Any, setup: dict[str, Any], resident: int, minutes: int) -> Any:
-    return await user.post(
-        "/api/v1/appointments",
-        json={
-            "resident_id": resident,
-            "line_id": setup["line"]["id"],
-            "item_code": setup["item"]["code"],
-            "starts_at": _slot(minutes),
-        },
-    )
-
-
-async def test_checked_in_appointment_is_served_before_earlier_walk_ins(sock: Any) -> None:
+async def test_checked_in_appointment_is_served_before_earlier_walk_ins(
+    sock: Any, settings: Settings
+) -> None:
     worker = await sock("worker")
     clerk = await sock("clerk")
     setup = await gaoqiao_setup(worker.user)
     walk_in = await new_resident(worker.user, years=40, seq=501)
     booked = await new_resident(worker.user, years=41, seq=503)
-    resp = await _book(worker.user, setup, booked, 10)
-    assert resp.status == 201, await resp.text()
-    appointment = await resp.json()
+    appointment = await insert_appointment(settings, setup, booked, 10)
     assert appointment["status"] == "booked"
 
     first = await worker.ok("ticket:take", take_payload(setup, walk_in))
@@ -57,15 +42,15 @@ async def test_checked_in_appointment_is_served_before_earlier_walk_ins(sock: An
     assert again["code"] == "appointment.state"
 
 
-async def test_check_in_rules(sock: Any) -> None:
+async def test_check_in_rules(sock: Any, settings: Settings) -> None:
     worker = await sock("worker")
     setup = await gaoqiao_setup(worker.user)
     resident = await new_resident(worker.user, years=50, seq=601)
     other = await new_resident(worker.user, years=51, seq=603)
-    later = await (await _book(worker.user, setup, resident, 120)).json()
+    later = await insert_appointment(settings, setup, resident, 120)
     err = await worker.err("ticket:take", take_payload(setup, resident, appointment_id=later["id"]))
     assert err["code"] == "appointment.window"
-    soon = await (await _book(worker.user, setup, resident, 5)).json()
+    soon = await insert_appointment(settings, setup, resident, 5)
     err = await worker.err("ticket:take", take_payload(setup, other, appointment_id=soon["id"]))
     assert err["code"] == "not_found"  # someone else's appointment
     # Nothing was queued by the refused check-ins.
@@ -75,25 +60,26 @@ async def test_check_in_rules(sock: Any) -> None:
 async def test_booking_rules(as_user: Any) -> None:
     worker = await as_user("worker")
     setup = await gaoqiao_setup(worker)
-    residents = [await new_resident(worker, years=30 + i, seq=700 + 2 * i) for i in range(3)]
-    for r in residents[:2]:
-        assert (await _book(worker, setup, r, 60)).status == 201
-    full = await _book(worker, setup, residents[2], 60)
-    assert full.status == 409
-    assert (await full.json())["error"]["code"] == "appointment.full"
-    past = await _book(worker, setup, residents[2], -5)
-    assert (await past.json())["error"]["code"] == "appointment.past"
-    naive = await worker.post(
-        "/api/v1/appointments",
-        json={
-            "resident_id": residents[2],
+    resident = await new_resident(worker, years=30, seq=700)
+    days = (await (await worker.get(f"/api/v1/lines/{setup['line']['id']}/slots?days=14")).json())[
+        "days"
+    ]
+    first = next(s for d in days for s in d["slots"])
+
+    async def book(who: Any, at: str) -> Any:
+        body = {
+            "resident_id": resident,
             "line_id": setup["line"]["id"],
             "item_code": setup["item"]["code"],
-            "starts_at": "2030-01-01T09:00:00",
-        },
-    )
+            "starts_at": at,
+        }
+        return await who.post("/api/v1/appointments", json=body)
+
+    past = await book(worker, (utcnow() - dt.timedelta(minutes=5)).isoformat())
+    assert (await past.json())["error"]["code"] == "appointment.past"
+    naive = await book(worker, "2030-01-01T09:00:00")
     assert naive.status == 422
-    booked = await (await _book(worker, setup, residents[2], 75)).json()
+    booked = await (await book(worker, first["starts_at"])).json()
     cancelled = await worker.post(f"/api/v1/appointments/{booked['id']}/cancel")
     assert (await cancelled.json())["status"] == "cancelled"
     twice = await worker.post(f"/api/v1/appointments/{booked['id']}/cancel")
@@ -101,4 +87,4 @@ async def test_booking_rules(as_user: Any) -> None:
     stranger = await as_user("worker.t01-c01")
     assert (await stranger.post(f"/api/v1/appointments/{booked['id']}/cancel")).status == 404
     courier = await as_user("courier")
-    assert (await _book(courier, setup, residents[2], 90)).status == 403
+    assert (await book(courier, first["starts_at"])).status == 403
