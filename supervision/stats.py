@@ -552,12 +552,10 @@ async def _followups(session: AsyncSession, s: Scope, now: dt.datetime) -> Follo
         where.append(f.c.line_id.in_(s.line_ids or [0]))
     if s.item_id != ALL:
         cases = Case.__table__  # type: ignore[attr-defined]
-        q = q.join(cases, cases.c.id == f.c.case_id)
-        where.append(cases.c.item_id == s.item_id)
-    if s.clerk_id != ALL:
+        where.append(f.c.case_id.in_(sa.select(cases.c.id).where(cases.c.item_id == s.item_id)))
+    if s.clerk_id != ALL:  # the clerk's tickets, through their index, not a join per row
         t = Ticket.__table__  # type: ignore[attr-defined]
-        q = q.join(t, t.c.case_id == f.c.case_id)
-        where.append(t.c.called_by == s.clerk_id)
+        where.append(f.c.case_id.in_(sa.select(t.c.case_id).where(t.c.called_by == s.clerk_id)))
     row = (await session.exec(q.where(*where))).one()  # type: ignore[call-overload]
     return FollowupFigures(opened=int(row[0]), closed_on_time=int(row[1]), overdue=int(row[2]))
 

@@ -277,7 +277,7 @@ def register(api: Api) -> None:
     )
     api.add(
         "PUT",
-        f"{V1}/thresholds/departments/{ID % 'site_id'}/{{department:[a-z0-9_]{{1,32}}}}",
+        f"{V1}/thresholds/departments/{ID % 'site_id'}/{{department:[a-z0-9_]+}}",
         set_department_thresholds,
         summary="Set a department's thresholds at a site of my area; empty inherits (audited)",
         action="threshold.manage",
