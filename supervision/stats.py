@@ -81,6 +81,11 @@ LEVELS = (
 ALL, NO_CLERK = 0, -1  # the rollup's sets: every item / clerk, and tickets nobody called
 FIGURE_MEASURES = (*STAT_COUNTS, *STAT_SUMS, *STAT_MAXES, *WAIT_BINS)
 DAY_MEASURES = (*FIGURE_MEASURES, *HOURS)
+FOLLOWUPS_BY_ITEM = NotYet(
+    note="差评回访按窗口和部门统计，不按事项或工作人员细分（见差评数）",
+    note_en="follow-ups are counted per line and department, not per item or clerk "
+    "(see the bad ratings)",
+)
 DELIVERIES = NotYet(
     note="证照速递尚未上线，暂无记录", note_en="courier deliveries are not built yet"
 )
@@ -225,7 +230,9 @@ def _measures(row: Any, names: Sequence[str], offset: int) -> M:
 
 
 # What the daily series and the heat map need of each day (the totals and the table come from
-# the month rows): a year is one row per line and day, so fewer sums cost less.
+# the month rows): a year is one row per line and day, so fewer sums cost less. Over more than
+# LONG days the series leaves out the daily p90 (its 37 bins), keeping the mean.
+LONG = 92
 SERIES = (
     "taken",
     "served",
@@ -244,6 +251,7 @@ SERIES = (
     *WAIT_BINS,
     *HOURS,
 )
+SERIES_LONG = tuple(n for n in SERIES if n not in WAIT_BINS)
 
 
 async def _by_day(session: AsyncSession, s: Scope, names: Sequence[str]) -> dict[dt.date, M]:
@@ -253,44 +261,61 @@ async def _by_day(session: AsyncSession, s: Scope, names: Sequence[str]) -> dict
     return {_as_date(r[0]): _measures(r, names, 1) for r in rows}
 
 
-def spans(first: dt.date, last: dt.date) -> tuple[list[dt.date], list[tuple[dt.date, dt.date]]]:
-    """The calendar months wholly inside [first, last], and the runs of days outside them."""
+def spans(
+    first: dt.date, last: dt.date
+) -> tuple[list[dt.date], list[tuple[dt.date, dt.date]], list[tuple[dt.date, dt.date]]]:
+    """[first, last] as month rows to add, and runs of day rows to add and to take away: a
+    month partly inside is either its days inside, or the month less its days outside,
+    whichever reads fewer days (every measure of the month rows adds up)."""
     months: list[dt.date] = []
-    runs: list[tuple[dt.date, dt.date]] = []
+    plus: list[tuple[dt.date, dt.date]] = []
+    minus: list[tuple[dt.date, dt.date]] = []
+    one = dt.timedelta(days=1)
     d = first
     while d <= last:
-        nxt = (d.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
-        end = min(last, nxt - dt.timedelta(days=1))
-        if d.day == 1 and end == nxt - dt.timedelta(days=1):
-            months.append(d)
-        elif runs and runs[-1][1] + dt.timedelta(days=1) == d:
-            runs[-1] = (runs[-1][0], end)
+        start = d.replace(day=1)
+        month_end = (start + dt.timedelta(days=32)).replace(day=1) - one
+        end = min(last, month_end)
+        inside = (end - d).days + 1
+        outside = (month_end - start).days + 1 - inside
+        if outside == 0:
+            months.append(start)
+        elif inside <= outside:
+            plus.append((d, end))
         else:
-            runs.append((d, end))
-        d = end + dt.timedelta(days=1)
-    return months, runs
+            months.append(start)
+            if d > start:
+                minus.append((start, d - one))
+            if end < month_end:
+                minus.append((end + one, month_end))
+        d = end + one
+    return months, plus, minus
 
 
 async def _grouped(session: AsyncSession, s: Scope, key: str | None, **sets: bool) -> dict[Any, M]:
     """The scope's figures summed by `key` (a column of both tables; None: one total), from
     the month rows of the whole months and the day rows of the days around them."""
-    months, runs = spans(s.first_day, s.last_day)
+    months, plus, minus = spans(s.first_day, s.last_day)
     names = [n for n in FIGURE_MEASURES if n not in STAT_MAXES]
     out: dict[Any, M] = {}
-    parts: list[tuple[sa.Table, Any]] = []
+    c = stats_day.c
+    parts: list[tuple[sa.Table, Any, float]] = []
     if months:
-        parts.append((stats_month, stats_month.c.month.in_(months)))
-    if runs:
-        c = stats_day.c
-        parts.append((stats_day, sa.or_(*(c.day.between(a, b) for a, b in runs))))
-    for table, days in parts:
+        parts.append((stats_month, stats_month.c.month.in_(months), 1.0))
+    if plus:
+        parts.append((stats_day, sa.or_(*(c.day.between(a, b) for a, b in plus)), 1.0))
+    if minus:
+        parts.append((stats_day, sa.or_(*(c.day.between(a, b) for a, b in minus)), -1.0))
+    for table, days, sign in parts:
         keys = [table.c[key]] if key else []
         q = sa.select(*keys, *_sums(names, table)).where(*_where(s, table, days=days, **sets))
         if keys:
             q = q.group_by(*keys)
         for r in (await session.exec(q)).all():  # type: ignore[call-overload]
-            k = r[0] if key else None
-            add(out.setdefault(k, {}), _measures(r, names, len(keys)))
+            m = _measures(r, names, len(keys))
+            if sign < 0:
+                m = {k: -v for k, v in m.items()}
+            add(out.setdefault(r[0] if key else None, {}), m)
     return out
 
 
@@ -623,7 +648,9 @@ async def statistics(
     total: M = {}
     if s.lines:
         # A table by day shows every figure of every day; else the days need only the series'.
-        days = await _by_day(session, s, DAY_MEASURES if q.by == Breakdown.day else SERIES)
+        long = (s.last_day - s.first_day).days >= LONG
+        names = DAY_MEASURES if q.by == Breakdown.day else (SERIES_LONG if long else SERIES)
+        days = await _by_day(session, s, names)
         total = (await _grouped(session, s, None)).get(None, {})
         total["wait_max"] = max((m.get("wait_max", 0.0) for m in days.values()), default=0.0)
     return StatsRead(
@@ -643,7 +670,9 @@ async def statistics(
         wait_bins=_bins(total),
         by=q.by,
         breakdown=await _breakdown(session, s, q.by, days) if s.lines else [],
-        followups=await _followups(session, s, now),
+        followups=FOLLOWUPS_BY_ITEM
+        if q.item_id is not None or q.clerk_id is not None
+        else await _followups(session, s, now),
         home_visits=await _home_visits(session, principal, s, q),
         deliveries=DELIVERIES,
     )
