@@ -219,6 +219,15 @@ class Settings(BaseModel):
             "time, so the statistics have something to show (0: none)."
         ),
     )
+    demo_history_per_year: int = Field(
+        1_200_000,
+        ge=1000,
+        le=20_000_000,
+        description=(
+            "Tickets a year the history of `cloudwindow demo` is scaled to (the deployed district: "
+            "about 3,500,000; less keeps the first start quick)."
+        ),
+    )
     appointment_slot_minutes: int = Field(
         15, ge=5, le=240, description="Length of one appointment slot on a window line."
     )

@@ -1,5 +1,6 @@
 """Statistics rollups: every ticket's figures summed per line per 15-minute slot of taking the
-number (`stats_slot`), and per local day × line × item × clerk (`stats_day`).
+number (`stats_slot`), per local day × line × item × clerk (`stats_day`), and per calendar month
+of those (`stats_month`, kept by adding each day row's change).
 
 How they stay current (docs/statistics.md, "Rollups"). A round every
 `stats_rollup_interval_seconds` is the node's periodic work (core/jobs.py: one node per

@@ -9,6 +9,7 @@ the rollup's set (item, clerk). Definitions: docs/statistics.md.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ from core.models import (
 )
 from core.settings import Settings
 from outreach.models import HomeRequest, HomeVisit, VisitStatus
+from scheduler.models import OPEN_DELIVERY, Delivery, DeliveryAttempt
 from signaling.models import Ticket
 from supervision import periods, rollup, thresholds
 from supervision.models import (
@@ -53,7 +55,8 @@ from supervision.stats_models import (
     Breakdown,
     BreakdownRow,
     CallFigures,
-    DayFigures,
+    DailySeries,
+    DeliveryFigures,
     Figures,
     FollowupFigures,
     Heatmap,
@@ -63,6 +66,7 @@ from supervision.stats_models import (
     Period,
     RatingFigures,
     RatingLevel,
+    RowFigures,
     StatsOptions,
     StatsQuery,
     StatsRead,
@@ -86,8 +90,9 @@ FOLLOWUPS_BY_ITEM = NotYet(
     note_en="follow-ups are counted per line and department, not per item or clerk "
     "(see the bad ratings)",
 )
-DELIVERIES = NotYet(
-    note="证照速递尚未上线，暂无记录", note_en="courier deliveries are not built yet"
+DELIVERIES_BY_CLERK = NotYet(
+    note="证照速递不经窗口人员办理，按工作人员筛选时不统计",
+    note_en="deliveries are not a clerk's: not counted for a clerk",
 )
 
 M = dict[str, float]
@@ -220,9 +225,17 @@ def _where(
     return out
 
 
+@functools.cache
+def _sum_columns(names: tuple[str, ...], table: str) -> tuple[Any, ...]:
+    """SUM (MAX for a maximum) of each measure: built once, the statements reuse them."""
+    c = (stats_day if table == stats_day.name else stats_month).c
+    return tuple(
+        (sa.func.max(c[n]) if n in STAT_MAXES else sa.func.sum(c[n])).label(n) for n in names
+    )
+
+
 def _sums(names: Iterable[str], table: sa.Table = stats_day) -> list[Any]:
-    c = table.c
-    return [(sa.func.max(c[n]) if n in STAT_MAXES else sa.func.sum(c[n])).label(n) for n in names]
+    return list(_sum_columns(tuple(names), table.name))
 
 
 def _measures(row: Any, names: Sequence[str], offset: int) -> M:
@@ -292,31 +305,35 @@ def spans(
     return months, plus, minus
 
 
+GROUPED = tuple(n for n in FIGURE_MEASURES if n not in STAT_MAXES)
+
+
 async def _grouped(session: AsyncSession, s: Scope, key: str | None, **sets: bool) -> dict[Any, M]:
     """The scope's figures summed by `key` (a column of both tables; None: one total), from
-    the month rows of the whole months and the day rows of the days around them."""
+    the month rows of the whole months and the day rows of the days around them (the day
+    rows of a month's days outside the period taken away)."""
     months, plus, minus = spans(s.first_day, s.last_day)
-    names = [n for n in FIGURE_MEASURES if n not in STAT_MAXES]
-    out: dict[Any, M] = {}
     c = stats_day.c
-    parts: list[tuple[sa.Table, Any, float]] = []
+    parts: list[tuple[sa.Table, Any, int]] = []
     if months:
-        parts.append((stats_month, stats_month.c.month.in_(months), 1.0))
+        parts.append((stats_month, stats_month.c.month.in_(months), 1))
     if plus:
-        parts.append((stats_day, sa.or_(*(c.day.between(a, b) for a, b in plus)), 1.0))
+        parts.append((stats_day, sa.or_(*(c.day.between(a, b) for a, b in plus)), 1))
     if minus:
-        parts.append((stats_day, sa.or_(*(c.day.between(a, b) for a, b in minus)), -1.0))
+        parts.append((stats_day, sa.or_(*(c.day.between(a, b) for a, b in minus)), -1))
+    acc: dict[Any, list[float]] = {}
     for table, days, sign in parts:
         keys = [table.c[key]] if key else []
-        q = sa.select(*keys, *_sums(names, table)).where(*_where(s, table, days=days, **sets))
+        q = sa.select(*keys, *_sums(GROUPED, table)).where(*_where(s, table, days=days, **sets))
         if keys:
             q = q.group_by(*keys)
+        n = len(keys)
         for r in (await session.exec(q)).all():  # type: ignore[call-overload]
-            m = _measures(r, names, len(keys))
-            if sign < 0:
-                m = {k: -v for k, v in m.items()}
-            add(out.setdefault(r[0] if key else None, {}), m)
-    return out
+            k = r[0] if key else None
+            values = [float(v or 0) * sign for v in r[n:]]
+            have = acc.get(k)
+            acc[k] = values if have is None else [a + b for a, b in zip(have, values, strict=True)]
+    return {k: dict(zip(GROUPED, v, strict=True)) for k, v in acc.items()}
 
 
 def _as_date(v: Any) -> dt.date:
@@ -364,7 +381,7 @@ def figures(m: M) -> Figures:
     rated = g("rated", 0)
     calls = g("calls", 0)
     levels = [
-        RatingLevel(
+        RatingLevel.model_construct(
             score=k,
             label=zh,
             label_en=en,
@@ -374,7 +391,7 @@ def figures(m: M) -> Figures:
         for k, zh, en in LEVELS
     ]
     total = sum(k * g(f"r{k}", 0) for k, _, _ in LEVELS)
-    return Figures(
+    return Figures.model_construct(
         taken=int(g("taken", 0)),
         served=int(served),
         completed=int(g("completed", 0)),
@@ -385,7 +402,7 @@ def figures(m: M) -> Figures:
         abandoned_after_target=int(g("abandoned_late", 0)),
         transferred=int(g("transferred", 0)),
         open=int(g("open_tickets", 0)),
-        wait=WaitFigures(
+        wait=WaitFigures.model_construct(
             called=int(called),
             mean_s=_ratio(g("wait_sum", 0), called),
             p50_s=percentile(m, 0.5),
@@ -396,7 +413,7 @@ def figures(m: M) -> Figures:
         handling_mean_s=_ratio(g("handle_sum", 0), g("handled", 0)),
         service_level=_ratio(g("within_target", 0), basis),
         within_target=int(g("within_target", 0)),
-        calls=CallFigures(
+        calls=CallFigures.model_construct(
             calls=int(calls),
             connected=int(g("calls_connected", 0)),
             connected_rate=_ratio(g("calls_connected", 0), calls),
@@ -409,7 +426,7 @@ def figures(m: M) -> Figures:
             poor=int(g("calls_poor", 0)),
             poor_rate=_ratio(g("calls_poor", 0), calls),
         ),
-        ratings=RatingFigures(
+        ratings=RatingFigures.model_construct(
             rated=int(rated),
             rated_rate=_ratio(rated, served),
             mean_score=_ratio(total, rated),
@@ -420,29 +437,60 @@ def figures(m: M) -> Figures:
     )
 
 
-def _day_figures(day: dt.date, m: M) -> DayFigures:
-    f = figures(m)
-    return DayFigures(
-        day=day,
-        taken=f.taken,
-        served=f.served,
-        no_shows=f.no_shows,
-        cancelled=f.cancelled,
-        wait_mean_s=f.wait.mean_s,
-        wait_p90_s=f.wait.p90_s,
-        service_level=f.service_level,
-        handling_mean_s=f.handling_mean_s,
-        rated=f.ratings.rated,
-        satisfied_rate=f.ratings.satisfied_rate,
+def row_figures(m: M) -> RowFigures:
+    g = m.get
+    called, served, rated, calls = g("called", 0), g("served", 0), g("rated", 0), g("calls", 0)
+    total = 5 * g("r5", 0) + 4 * g("r4", 0) + 3 * g("r3", 0) + 2 * g("r2", 0) + g("r1", 0)
+    return RowFigures.model_construct(
+        taken=int(g("taken", 0)),
+        served=int(served),
+        no_shows=int(g("no_show", 0)),
+        cancelled=int(g("cancelled", 0)),
+        transferred=int(g("transferred", 0)),
+        open=int(g("open_tickets", 0)),
+        wait_mean_s=_ratio(g("wait_sum", 0), called),
+        wait_p50_s=percentile(m, 0.5),
+        wait_p90_s=percentile(m, 0.9),
+        handling_mean_s=_ratio(g("handle_sum", 0), g("handled", 0)),
+        service_level=_ratio(g("within_target", 0), called + g("abandoned_late", 0)),
+        calls=int(calls),
+        connected_rate=_ratio(g("calls_connected", 0), calls),
+        poor_rate=_ratio(g("calls_poor", 0), calls),
+        rated=int(rated),
+        mean_score=_ratio(total, rated),
+        satisfied_rate=_ratio(g("r5", 0) + g("r4", 0), rated),
+        bad=int(g("r1", 0) + g("r2", 0)),
+        levels=[int(g(f"r{k}", 0)) for k in (5, 4, 3, 2, 1)],
     )
+
+
+def _daily(days: dict[dt.date, M]) -> DailySeries:
+    ordered = sorted(days.items())
+    bins = bool(ordered) and WAIT_BINS[0] in ordered[0][1]
+    cols: dict[str, list[Any]] = {name: [] for name in DailySeries.model_fields}
+    for day, m in ordered:
+        g = m.get
+        called, rated = g("called", 0), g("rated", 0)
+        cols["day"].append(day)
+        cols["taken"].append(int(g("taken", 0)))
+        cols["served"].append(int(g("served", 0)))
+        cols["no_shows"].append(int(g("no_show", 0)))
+        cols["cancelled"].append(int(g("cancelled", 0)))
+        cols["wait_mean_s"].append(_ratio(g("wait_sum", 0), called))
+        cols["wait_p90_s"].append(percentile(m, 0.9) if bins else None)
+        cols["service_level"].append(_ratio(g("within_target", 0), called + g("abandoned_late", 0)))
+        cols["handling_mean_s"].append(_ratio(g("handle_sum", 0), g("handled", 0)))
+        cols["rated"].append(int(rated))
+        cols["satisfied_rate"].append(_ratio(g("r5", 0) + g("r4", 0), rated))
+    return DailySeries.model_construct(**cols)
 
 
 def _heatmap(days: dict[dt.date, M], first: dt.date, last: dt.date) -> Heatmap:
     counts = [[0] * 24 for _ in range(7)]
     for day, m in days.items():
         row = counts[day.weekday()]
-        for h, name in enumerate(HOURS):
-            row[h] += int(m.get(name, 0))
+        for h, v in enumerate(m.get(name, 0) for name in HOURS):
+            row[h] += int(v)
     n_days = [0] * 7
     d = first
     while d <= last:
@@ -468,7 +516,7 @@ async def _breakdown(
 ) -> list[BreakdownRow]:
     if by == Breakdown.day:
         return [
-            BreakdownRow(key=d.isoformat(), name=d.isoformat(), figures=figures(m))
+            BreakdownRow(key=d.isoformat(), name=d.isoformat(), figures=row_figures(m))
             for d, m in sorted(days.items())
         ]
     if by == Breakdown.item:
@@ -487,7 +535,7 @@ async def _breakdown(
                 name=items[k].name if k in items else str(k),
                 name_en=items[k].name_en if k in items else "",
                 parent=items[k].department if k in items else "",
-                figures=figures(m),
+                figures=row_figures(m),
             )
             for k, m in rows.items()
         ]
@@ -508,7 +556,7 @@ async def _breakdown(
             else:
                 st = staff.get(k)
                 name, en = (st.display_name if st else str(k)), (st.username if st else "")
-            out.append(BreakdownRow(key=str(k), name=name, name_en=en, figures=figures(m)))
+            out.append(BreakdownRow(key=str(k), name=name, name_en=en, figures=row_figures(m)))
         return sorted(out, key=lambda r: (r.key == str(NO_CLERK), -r.figures.taken))
     per_line = await _grouped(session, s, "line_id")
     lines = {ln.id: ln for ln in s.lines}
@@ -519,7 +567,7 @@ async def _breakdown(
                 key=str(ln.id),
                 name=ln.name,
                 parent=sites.get(ln.site_id, ("", ""))[0],
-                figures=figures(per_line.get(ln.id, {})),
+                figures=row_figures(per_line.get(ln.id, {})),
             )
             for ln in s.lines
         ]
@@ -537,7 +585,7 @@ async def _breakdown(
                 key=str(k),
                 name=sites.get(k, (str(k), ""))[0],
                 name_en=sites.get(k, ("", ""))[1],
-                figures=figures(groups.get(k, {})),
+                figures=row_figures(groups.get(k, {})),
             )
             for k in keys
         ]
@@ -547,7 +595,7 @@ async def _breakdown(
         if d.code in {ln.department for ln in s.lines}
     }
     return [
-        BreakdownRow(key=k, name=d.name, name_en=d.name_en, figures=figures(groups.get(k, {})))
+        BreakdownRow(key=k, name=d.name, name_en=d.name_en, figures=row_figures(groups.get(k, {})))
         for k, d in sorted(depts.items())
     ]
 
@@ -557,7 +605,7 @@ async def _site_names(session: AsyncSession, ids: set[int]) -> dict[int, tuple[s
     return {i: (n, e) for i, n, e in rows.all() if i is not None}
 
 
-# -- records read live: follow-ups and home visits
+# -- records read live: follow-ups, home visits, deliveries
 
 
 async def _followups(session: AsyncSession, s: Scope, now: dt.datetime) -> FollowupFigures:
@@ -623,6 +671,45 @@ async def _home_visits(
     return HomeVisitFigures(done=int(row[0]), scheduled=int(row[1]))
 
 
+async def _deliveries(session: AsyncSession, s: Scope, q: StatsQuery) -> DeliveryFigures | NotYet:
+    """Deliveries of licences issued by the halls of the scope's lines (of its line's cases, of
+    its item or department), by when they were delivered, failed at the door, or created."""
+    if q.clerk_id is not None:
+        return DELIVERIES_BY_CLERK
+    d, a = Delivery.__table__, DeliveryAttempt.__table__  # type: ignore[attr-defined]
+    cases = Case.__table__  # type: ignore[attr-defined]
+    items = ServiceItem.__table__  # type: ignore[attr-defined]
+    where: list[Any] = [d.c.from_site_id.in_(sorted({ln.site_id for ln in s.lines}) or [0])]
+    source = d.join(cases, cases.c.id == d.c.case_id).join(items, items.c.id == cases.c.item_id)
+    if q.line_id is not None:
+        where.append(cases.c.line_id == q.line_id)
+    if s.item_id != ALL:
+        where.append(cases.c.item_id == s.item_id)
+    if q.department is not None:
+        where.append(items.c.department == q.department)
+
+    def n(cond: Any) -> Any:
+        return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
+
+    delivered = sa.and_(d.c.delivered_at >= s.start, d.c.delivered_at < s.end)
+    created = sa.and_(d.c.created_at >= s.start, d.c.created_at < s.end)
+    row = (
+        await session.exec(  # type: ignore[call-overload]
+            sa.select(n(delivered), n(sa.and_(created, d.c.status.in_(OPEN_DELIVERY))))
+            .select_from(source)
+            .where(*where, sa.or_(delivered, created))
+        )
+    ).one()
+    failed = (
+        await session.exec(  # type: ignore[call-overload]
+            sa.select(sa.func.count())
+            .select_from(a.join(source, d.c.id == a.c.delivery_id))
+            .where(*where, a.c.at >= s.start, a.c.at < s.end)
+        )
+    ).scalar_one()
+    return DeliveryFigures(delivered=int(row[0]), failed_attempts=int(failed), open=int(row[1]))
+
+
 # -- the answer
 
 
@@ -665,16 +752,17 @@ async def statistics(
         lines=len(s.lines),
         target_seconds=thresholds.defaults(settings)["wait_alert_seconds"],
         totals=figures(total),
-        daily=[_day_figures(d, m) for d, m in sorted(days.items())],
+        daily=_daily(days),
         heatmap=_heatmap(days, s.first_day, s.last_day),
         wait_bins=_bins(total),
         by=q.by,
         breakdown=await _breakdown(session, s, q.by, days) if s.lines else [],
+        total_row=row_figures(total),
         followups=FOLLOWUPS_BY_ITEM
         if q.item_id is not None or q.clerk_id is not None
         else await _followups(session, s, now),
         home_visits=await _home_visits(session, principal, s, q),
-        deliveries=DELIVERIES,
+        deliveries=await _deliveries(session, s, q),
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from openpyxl import Workbook
 
-from supervision.stats_models import DayFigures, Figures, StatsRead
+from supervision.stats_models import RowFigures, StatsRead
 
 CSV_TYPE = "text/csv; charset=utf-8"
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -40,43 +40,44 @@ LEVEL_NAMES = (
 )
 
 
-def _level(score: int) -> Callable[[Figures], int]:
-    return lambda f: next(lv.count for lv in f.ratings.levels if lv.score == score)
+def _level(i: int) -> Callable[[RowFigures], int]:
+    return lambda f: f.levels[i]
 
 
-# (zh, en, value of a row's figures)
-COLUMNS: tuple[tuple[str, str, Callable[[Figures], Any]], ...] = (
+# (zh, en, value of a table row's figures)
+COLUMNS: tuple[tuple[str, str, Callable[[RowFigures], Any]], ...] = (
     ("取号", "taken", lambda f: f.taken),
     ("办结", "served", lambda f: f.served),
     ("过号", "no-shows", lambda f: f.no_shows),
     ("取消", "cancelled", lambda f: f.cancelled),
     ("转办", "transferred", lambda f: f.transferred),
-    ("平均等候(分)", "wait mean (min)", lambda f: _min(f.wait.mean_s)),
-    ("等候中位数(分)", "wait p50 (min)", lambda f: _min(f.wait.p50_s)),
-    ("等候P90(分)", "wait p90 (min)", lambda f: _min(f.wait.p90_s)),
+    ("平均等候(分)", "wait mean (min)", lambda f: _min(f.wait_mean_s)),
+    ("等候中位数(分)", "wait p50 (min)", lambda f: _min(f.wait_p50_s)),
+    ("等候P90(分)", "wait p90 (min)", lambda f: _min(f.wait_p90_s)),
     ("平均办理(分)", "handling mean (min)", lambda f: _min(f.handling_mean_s)),
     ("服务水平(%)", "service level (%)", lambda f: _pct(f.service_level)),
-    ("视频通话", "calls", lambda f: f.calls.calls),
-    ("接通率(%)", "connected (%)", lambda f: _pct(f.calls.connected_rate)),
-    ("质量差(%)", "poor calls (%)", lambda f: _pct(f.calls.poor_rate)),
-    ("评价数", "ratings", lambda f: f.ratings.rated),
-    ("平均分", "mean score", lambda f: _r(f.ratings.mean_score)),
-    ("满意率(%)", "satisfied (%)", lambda f: _pct(f.ratings.satisfied_rate)),
-    *((zh, en, _level(k)) for k, zh, en in LEVEL_NAMES),
+    ("视频通话", "calls", lambda f: f.calls),
+    ("接通率(%)", "connected (%)", lambda f: _pct(f.connected_rate)),
+    ("质量差(%)", "poor calls (%)", lambda f: _pct(f.poor_rate)),
+    ("评价数", "ratings", lambda f: f.rated),
+    ("平均分", "mean score", lambda f: _r(f.mean_score)),
+    ("满意率(%)", "satisfied (%)", lambda f: _pct(f.satisfied_rate)),
+    *((zh, en, _level(i)) for i, (_k, zh, en) in enumerate(LEVEL_NAMES)),
 )
 
-DAILY: tuple[tuple[str, str, Callable[[DayFigures], Any]], ...] = (
-    ("日期", "day", lambda d: d.day.isoformat()),
-    ("取号", "taken", lambda d: d.taken),
-    ("办结", "served", lambda d: d.served),
-    ("过号", "no-shows", lambda d: d.no_shows),
-    ("取消", "cancelled", lambda d: d.cancelled),
-    ("平均等候(分)", "wait mean (min)", lambda d: _min(d.wait_mean_s)),
-    ("等候P90(分)", "wait p90 (min)", lambda d: _min(d.wait_p90_s)),
-    ("服务水平(%)", "service level (%)", lambda d: _pct(d.service_level)),
-    ("平均办理(分)", "handling mean (min)", lambda d: _min(d.handling_mean_s)),
-    ("评价数", "ratings", lambda d: d.rated),
-    ("满意率(%)", "satisfied (%)", lambda d: _pct(d.satisfied_rate)),
+# (zh, en, the series' list, how a value is written)
+DAILY: tuple[tuple[str, str, str, Callable[[Any], Any]], ...] = (
+    ("日期", "day", "day", lambda d: d.isoformat()),
+    ("取号", "taken", "taken", lambda v: v),
+    ("办结", "served", "served", lambda v: v),
+    ("过号", "no-shows", "no_shows", lambda v: v),
+    ("取消", "cancelled", "cancelled", lambda v: v),
+    ("平均等候(分)", "wait mean (min)", "wait_mean_s", _min),
+    ("等候P90(分)", "wait p90 (min)", "wait_p90_s", _min),
+    ("服务水平(%)", "service level (%)", "service_level", _pct),
+    ("平均办理(分)", "handling mean (min)", "handling_mean_s", _min),
+    ("评价数", "ratings", "rated", lambda v: v),
+    ("满意率(%)", "satisfied (%)", "satisfied_rate", _pct),
 )
 BY = {
     "line": ("窗口", "line"),
@@ -98,13 +99,17 @@ def table(stats: StatsRead, lang: str) -> list[list[Any]]:
     for r in stats.breakdown:
         name = (r.name_en or r.name) if en else r.name
         rows.append([name, r.parent, *(c[2](r.figures) for c in COLUMNS)])
-    rows.append(["total" if en else "合计", "", *(c[2](stats.totals) for c in COLUMNS)])
+    rows.append(["total" if en else "合计", "", *(c[2](stats.total_row) for c in COLUMNS)])
     return rows
 
 
 def daily(stats: StatsRead, lang: str) -> list[list[Any]]:
     en = lang == "en"
-    return [[c[1] if en else c[0] for c in DAILY], *([c[2](d) for c in DAILY] for d in stats.daily)]
+    series = stats.daily
+    rows: list[list[Any]] = [[c[1] if en else c[0] for c in DAILY]]
+    for i in range(len(series.day)):
+        rows.append([write(getattr(series, name)[i]) for _zh, _en, name, write in DAILY])
+    return rows
 
 
 def _period(stats: StatsRead, lang: str) -> str:

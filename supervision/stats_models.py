@@ -139,6 +139,14 @@ class HomeVisitFigures(BaseModel):
     scheduled: int
 
 
+class DeliveryFigures(BaseModel):
+    """Courier deliveries (证照速递) of licences issued by the halls of the area, read live."""
+
+    delivered: int  # handed over in the period
+    failed_attempts: int  # attempts at the door that failed in the period
+    open: int  # created in the period and not delivered yet
+
+
 class NotYet(BaseModel):
     """A figure whose records the system does not keep yet."""
 
@@ -147,18 +155,20 @@ class NotYet(BaseModel):
     note_en: str
 
 
-class DayFigures(BaseModel):
-    day: dt.date
-    taken: int
-    served: int
-    no_shows: int
-    cancelled: int
-    wait_mean_s: float | None
-    wait_p90_s: float | None
-    service_level: float | None
-    handling_mean_s: float | None
-    rated: int
-    satisfied_rate: float | None
+class DailySeries(BaseModel):
+    """The period's figures day by day, one list per figure (a year is 366 points each)."""
+
+    day: list[dt.date]
+    taken: list[int]
+    served: list[int]
+    no_shows: list[int]
+    cancelled: list[int]
+    wait_mean_s: list[float | None]
+    wait_p90_s: list[float | None]  # only for periods shorter than 92 days
+    service_level: list[float | None]
+    handling_mean_s: list[float | None]
+    rated: list[int]
+    satisfied_rate: list[float | None]
 
 
 class Heatmap(BaseModel):
@@ -174,12 +184,37 @@ class WaitBin(BaseModel):
     count: int
 
 
+class RowFigures(BaseModel):
+    """A table row's figures: the same definitions as Figures, flat (a year by clerk is
+    hundreds of rows)."""
+
+    taken: int
+    served: int
+    no_shows: int
+    cancelled: int
+    transferred: int
+    open: int
+    wait_mean_s: float | None
+    wait_p50_s: float | None
+    wait_p90_s: float | None
+    handling_mean_s: float | None
+    service_level: float | None
+    calls: int
+    connected_rate: float | None
+    poor_rate: float | None
+    rated: int
+    mean_score: float | None
+    satisfied_rate: float | None
+    bad: int
+    levels: list[int]  # ratings on each level, 5 非常满意 first
+
+
 class BreakdownRow(BaseModel):
     key: str
     name: str
     name_en: str = ""
     parent: str = ""  # a line's hall, an item's department, a clerk's line
-    figures: Figures
+    figures: RowFigures
 
 
 class Period(BaseModel):
@@ -196,14 +231,15 @@ class StatsRead(BaseModel):
     lines: int  # lines the figures cover
     target_seconds: int  # the default wait target (a line may have its own)
     totals: Figures
-    daily: list[DayFigures]
+    daily: DailySeries
     heatmap: Heatmap
     wait_bins: list[WaitBin]
     by: Breakdown
     breakdown: list[BreakdownRow]
+    total_row: RowFigures  # the totals as a table row
     followups: FollowupFigures | NotYet
     home_visits: HomeVisitFigures | NotYet
-    deliveries: NotYet
+    deliveries: DeliveryFigures | NotYet
 
 
 class Option(BaseModel):

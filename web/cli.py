@@ -156,7 +156,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if s.demo_history_days:
         # Past days without tickets only: the first start writes them all, later ones only
         # the days since (the statistics always have a few weeks to show).
-        _print_history(asyncio.run(_history(s, s.demo_history_days, None, fresh=True)))
+        history = _history(s, s.demo_history_days, s.demo_history_per_year, fresh=True)
+        _print_history(asyncio.run(history))
     _print_logins(summary, s)
     sys.stdout.flush()
     _serve(s)

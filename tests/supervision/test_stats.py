@@ -103,9 +103,27 @@ async def test_history_figures_equal_the_raw_rows_for_every_filter(
     assert_matches(everything["totals"], raw)
     assert everything["as_of"] is not None
     # The daily series and the breakdown add up to the totals.
-    assert sum(d["taken"] for d in everything["daily"]) == raw["taken"]
+    assert sum(everything["daily"]["taken"]) == raw["taken"]
     assert sum(r["figures"]["taken"] for r in everything["breakdown"]) == raw["taken"]
     assert sum(map(sum, everything["heatmap"]["counts"])) == raw["taken"]
+    # Follow-ups, home visits and deliveries are read live from their own records.
+    d = settings.effective_database_url.startswith("postgresql")
+    bounds = (
+        {"a": start, "b": end}
+        if d
+        else {
+            k: v.replace(tzinfo=None).isoformat(" ", "microseconds")
+            for k, v in {"a": start, "b": end}.items()
+        }
+    )
+    opened = await _sql(
+        settings,
+        "SELECT count(*) FROM rating_followup WHERE rated_at >= :a AND rated_at < :b",
+        **bounds,
+    )
+    assert everything["followups"]["opened"] == opened[0][0] > 0
+    assert everything["home_visits"] == {"done": 0, "scheduled": 0}
+    assert everything["deliveries"] == {"delivered": 0, "failed_attempts": 0, "open": 0}
 
     lines = await _lines(settings)
     town = {c: i for c, i in lines.items() if c.startswith("T07-")}
@@ -131,6 +149,7 @@ async def test_history_figures_equal_the_raw_rows_for_every_filter(
         )
     )[0]
     by_item = await stats(boss, item_id=busy_item)
+    assert by_item["followups"]["available"] is False  # not broken down by item: it says so
     assert_matches(by_item["totals"], await recompute(url, start=start, end=end, item_id=busy_item))
     by_clerk = await stats(boss, clerk_id=busy_clerk)
     assert by_clerk["totals"]["taken"] > 0
@@ -315,7 +334,7 @@ async def test_exports_carry_the_figures(settings: Settings, history: None, as_u
     assert sheet[1][:3] == ("day", "part of", "taken")
     assert sheet[-1][0] == "total" and sheet[-1][2] == figures["totals"]["taken"]
     daily = list(book["daily"].iter_rows(values_only=True))
-    assert len(daily) == len(figures["daily"]) + 1
+    assert len(daily) == len(figures["daily"]["day"]) + 1
     audited = await _sql(settings, "SELECT count(*) FROM audit_log WHERE action = 'stats.export'")
     assert audited[0][0] == 2
 

@@ -980,6 +980,8 @@ class _Template:
     tickets: int
     calls: int
     transfers: int
+    ratings: int
+    followups: int
 
 
 async def _stage(
@@ -996,7 +998,12 @@ async def _stage(
     await bulk.insert_rows(session, table, _stage_rows(kept, tpl, settings, rng), _STAGE_NAMES)
     calls = sum((v.called is not None) + (v.first is not None) for v in kept)
     moved = sum(v.first is not None for v in kept)
-    return _Template(tpl, day, len(kept), calls, moved)
+    counted = await session.exec(  # type: ignore[call-overload]
+        sa.text(f"SELECT count(score), count(due_ms) FROM {STAGE} WHERE tpl = :tpl"),
+        params={"tpl": tpl},
+    )
+    ratings, followups = (int(x) for x in counted.one())
+    return _Template(tpl, day, len(kept), calls, moved, ratings, followups)
 
 
 async def _write(
@@ -1169,6 +1176,8 @@ async def seed_history(
                 summary.tickets += t.tickets
                 summary.calls += t.calls
                 summary.transfers += t.transfers
+                summary.ratings += t.ratings
+                summary.followups += t.followups
                 pending += t.tickets
             else:
                 rng.seed(f"{seed}-{day.isoformat()}")
@@ -1184,6 +1193,8 @@ async def seed_history(
                     summary.tickets += t.tickets
                     summary.calls += t.calls
                     summary.transfers += t.transfers
+                    summary.ratings += t.ratings
+                    summary.followups += t.followups
                     pending += t.tickets
             if pending >= COMMIT_EVERY:
                 await session.commit()
@@ -1193,16 +1204,6 @@ async def seed_history(
             day += dt.timedelta(days=1)
         await session.exec(sa.text(f"DROP TABLE {STAGE}"))  # type: ignore[call-overload]
         await session.commit()
-        counts = await session.exec(  # type: ignore[call-overload]
-            sa.text(
-                "SELECT (SELECT count(*) FROM case_rating r JOIN ticket t ON t.case_id = r.case_id"
-                " WHERE t.day >= :a AND t.day <= :b),"
-                " (SELECT count(*) FROM rating_followup f JOIN ticket t ON t.case_id = f.case_id"
-                " WHERE t.day >= :a AND t.day <= :b)"
-            ),
-            params={"a": first, "b": last},
-        )
-        summary.ratings, summary.followups = (int(x) for x in counts.one())
     if bulk:
         await _indexes(db, drop=False)
     if written:

@@ -91,12 +91,55 @@ export interface DayFigures {
   satisfied_rate: number | null
 }
 
+/** The daily series as the API sends it: one list per figure. */
+export type DailySeries = { [K in keyof DayFigures]: DayFigures[K][] }
+
+/** The series as one object per day (what the charts and their tables walk). */
+export function dailyRows(d: DailySeries): DayFigures[] {
+  return d.day.map((day, i) => ({
+    day,
+    taken: d.taken[i],
+    served: d.served[i],
+    no_shows: d.no_shows[i],
+    cancelled: d.cancelled[i],
+    wait_mean_s: d.wait_mean_s[i],
+    wait_p90_s: d.wait_p90_s[i],
+    service_level: d.service_level[i],
+    handling_mean_s: d.handling_mean_s[i],
+    rated: d.rated[i],
+    satisfied_rate: d.satisfied_rate[i],
+  }))
+}
+
+/** A table row's figures: the same definitions as Figures, flat. */
+export interface RowFigures {
+  taken: number
+  served: number
+  no_shows: number
+  cancelled: number
+  transferred: number
+  open: number
+  wait_mean_s: number | null
+  wait_p50_s: number | null
+  wait_p90_s: number | null
+  handling_mean_s: number | null
+  service_level: number | null
+  calls: number
+  connected_rate: number | null
+  poor_rate: number | null
+  rated: number
+  mean_score: number | null
+  satisfied_rate: number | null
+  bad: number
+  levels: number[] // 5 非常满意 first
+}
+
 export interface BreakdownRow {
   key: string
   name: string
   name_en: string
   parent: string
-  figures: Figures
+  figures: RowFigures
 }
 
 export interface NotYet {
@@ -111,6 +154,12 @@ export interface FollowupFigures {
   overdue: number
 }
 
+export interface DeliveryFigures {
+  delivered: number
+  failed_attempts: number
+  open: number
+}
+
 export interface HomeVisitFigures {
   done: number
   scheduled: number
@@ -122,14 +171,15 @@ export interface Stats {
   lines: number
   target_seconds: number
   totals: Figures
-  daily: DayFigures[]
+  daily: DailySeries
   heatmap: { counts: number[][]; days: number[]; peak: number }
   wait_bins: { upper_s: number | null; count: number }[]
   by: Breakdown
   breakdown: BreakdownRow[]
+  total_row: RowFigures
   followups: FollowupFigures | NotYet
   home_visits: HomeVisitFigures | NotYet
-  deliveries: NotYet
+  deliveries: DeliveryFigures | NotYet
 }
 
 export interface StatsOption {
