@@ -55,6 +55,50 @@ class Queued:
     body: str  # the text with its parameters, secrets shown (the recording gateway keeps it)
 
 
+@dataclass(frozen=True)
+class Message:
+    """One message to queue (the arguments of `enqueue`)."""
+
+    phone: str
+    kind: str
+    params: Mapping[str, object] | None = None
+    body: str = ""
+    key: str | None = None
+    not_before: dt.datetime | None = None
+
+
+def _row(m: Message, *, sign: str, now: dt.datetime, recorded: bool) -> tuple[dict[str, Any], str]:
+    """The outbox row of a message, and its text with secrets shown."""
+    template = templates.get(m.kind)
+    values = template.check(m.params)
+    due = max(now, m.not_before) if m.not_before is not None else now
+    out_id = uuid.uuid4().hex
+    shown = template.render(values, sign=sign)
+    stored = template.render(values, sign=sign, masked=True) if template.secret else m.body or shown
+    row: dict[str, Any] = {
+        "key": (m.key or f"once:{out_id}")[:200],
+        "out_id": out_id,
+        "phone": m.phone,
+        "kind": m.kind,
+        "params": {} if recorded and template.secret else values,
+        "body": stored[:500],
+        "status": OutboxStatus.sent if recorded else OutboxStatus.pending,
+        "carrier": "recording" if recorded else "",
+        "attempts": 0,
+        "lease_expiries": 0,
+        "not_before": m.not_before,
+        "next_attempt_at": due,
+        "expires_at": due + template.ttl if template.ttl else None,
+        "error_code": "",
+        "error_message": "",
+        "created_at": now,
+        "sent_at": now if recorded else None,
+        "delivery": "",
+        "delivery_code": "",
+    }
+    return row, shown
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -73,43 +117,48 @@ async def enqueue(
     TemplateError when `kind` is unknown or the parameters do not fit it. `recorded`: the
     recording gateway's messages, marked sent at once (nothing leaves the machine).
     """
-    template = templates.get(kind)
-    values = template.check(params)
+    m = Message(phone, kind, params, body, key, not_before)
+    (queued,) = await enqueue_many(session, [m], sign=sign, now=now, recorded=recorded)
+    return queued
+
+
+# Rows per INSERT of a batch (23 columns each: well under either database's parameter limit).
+INSERT_ROWS = 500
+
+
+async def enqueue_many(
+    session: AsyncSession,
+    messages: list[Message],
+    *,
+    sign: str,
+    now: dt.datetime | None = None,
+    recorded: bool = False,
+) -> list[Queued]:
+    """`enqueue` for many messages: one INSERT per INSERT_ROWS messages, not one per message.
+
+    Every template is checked before anything is written (TemplateError: nothing queued).
+    The answer is in the order of `messages`; a message whose key is already in the outbox, or
+    repeats an earlier key of the batch, has id None.
+    """
     now = now or utcnow()
-    due = max(now, not_before) if not_before is not None else now
-    out_id = uuid.uuid4().hex
-    shown = template.render(values, sign=sign)
-    stored = template.render(values, sign=sign, masked=True) if template.secret else body or shown
-    row: dict[str, Any] = {
-        "key": (key or f"once:{out_id}")[:200],
-        "out_id": out_id,
-        "phone": phone,
-        "kind": kind,
-        "params": {} if recorded and template.secret else values,
-        "body": stored[:500],
-        "status": OutboxStatus.sent if recorded else OutboxStatus.pending,
-        "carrier": "recording" if recorded else "",
-        "attempts": 0,
-        "lease_expiries": 0,
-        "not_before": not_before,
-        "next_attempt_at": due,
-        "expires_at": due + template.ttl if template.ttl else None,
-        "error_code": "",
-        "error_message": "",
-        "created_at": now,
-        "sent_at": now if recorded else None,
-        "delivery": "",
-        "delivery_code": "",
-    }
+    built = [_row(m, sign=sign, now=now, recorded=recorded) for m in messages]
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     insert = (postgresql if dialect == "postgresql" else sqlite).insert(SmsOutbox)
-    stmt = insert.values(**row).on_conflict_do_nothing(index_elements=["key"])
-    result = await session.exec(stmt.returning(SmsOutbox.id))  # type: ignore[call-overload]
-    inserted = result.first()
-    if inserted is None:
-        log.info("sms %s to %s already queued (key %s)", kind, mask_phone(phone), row["key"])
-        return Queued(None, out_id, shown)
-    return Queued(int(inserted[0]), out_id, shown)
+    ids: dict[str, int] = {}
+    for i in range(0, len(built), INSERT_ROWS):
+        rows = [row for row, _ in built[i : i + INSERT_ROWS]]
+        stmt = insert.values(rows).on_conflict_do_nothing(index_elements=["key"])
+        result = await session.exec(stmt.returning(SmsOutbox.id, SmsOutbox.key))  # type: ignore[call-overload]
+        ids.update({k: int(n) for n, k in result.all()})
+    out: list[Queued] = []
+    for m, (row, shown) in zip(messages, built, strict=True):
+        n = ids.pop(row["key"], None)  # popped: a repeated key of the batch is not queued twice
+        if n is None:
+            log.info(
+                "sms %s to %s already queued (key %s)", m.kind, mask_phone(m.phone), row["key"]
+            )
+        out.append(Queued(n, row["out_id"], shown))
+    return out
 
 
 def wake_after_commit(session: AsyncSession, wake: asyncio.Event) -> None:

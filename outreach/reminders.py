@@ -52,6 +52,8 @@ from outreach.models import (
     ReminderTypeCount,
     SmsOutbox,
 )
+from outreach.outbox import Message
+from outreach.sms import send_many
 
 log = logging.getLogger("cloudwindow.reminders")
 
@@ -260,6 +262,8 @@ async def _batch(
     today = licences.local_date(now, settings)
     cancel: dict[ReminderReason, list[int]] = {r: [] for r in ReminderReason}
     queued: list[int] = []
+    messages: list[Message] = []
+    not_before = send_time(now, settings)
     # The links wait in the session and go in one batch at the flush before the updates below,
     # not one flush per message before each statement the gateway sends.
     with session.no_autoflush:
@@ -278,20 +282,23 @@ async def _batch(
                     path=PAGE.format(id=licence_id),
                     settings=settings,
                 )
-                await sms.send(
-                    session,
-                    phone=holder.phone,
-                    kind=KIND,
-                    params={
-                        "licence": type_name,
-                        "date": _date_words(expires_on),
-                        "when": when_words((expires_on - today).days),
-                        "link": link,
-                    },
-                    key=key_of(reminder_id),
-                    not_before=send_time(now, settings),
+                messages.append(
+                    Message(
+                        phone=holder.phone,
+                        kind=KIND,
+                        params={
+                            "licence": type_name,
+                            "date": _date_words(expires_on),
+                            "when": when_words((expires_on - today).days),
+                            "link": link,
+                        },
+                        key=key_of(reminder_id),
+                        not_before=not_before,
+                    )
                 )
                 queued.append(reminder_id)
+    # The batch's messages go into the outbox together: one INSERT, not one per message.
+    await send_many(sms, session, messages)
     scheduled = licences.SCHEDULED
     if queued:
         await session.exec(

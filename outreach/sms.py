@@ -60,12 +60,30 @@ class OutboxSmsGateway:
         )
         if queued.id is not None:
             await self._queued(session, phone=phone, kind=kind, queued=queued)
+            self._wake(session)
+
+    async def send_many(self, session: AsyncSession, messages: list[outbox.Message]) -> int:
+        """Queue many messages in one INSERT per few hundred (a day's reminders); how many
+        were new."""
+        queued = await outbox.enqueue_many(
+            session, messages, sign=self.sign, recorded=self.recorded
+        )
+        new = 0
+        for m, q in zip(messages, queued, strict=True):
+            if q.id is not None:
+                new += 1
+                await self._queued(session, phone=m.phone, kind=m.kind, queued=q)
+        if new:
+            self._wake(session)
+        return new
 
     async def _queued(
         self, session: AsyncSession, *, phone: str, kind: str, queued: outbox.Queued
     ) -> None:
-        outbox.wake_after_commit(session, self.wake)
         log.info("sms #%d %s to %s queued", queued.id, kind, mask_phone(phone))
+
+    def _wake(self, session: AsyncSession) -> None:
+        outbox.wake_after_commit(session, self.wake)
 
 
 class RecordingSmsGateway(OutboxSmsGateway):
@@ -80,6 +98,28 @@ class RecordingSmsGateway(OutboxSmsGateway):
     ) -> None:
         session.add(SmsMessage(phone=phone, body=queued.body[:500], kind=kind))
         log.info("sms #%d %s to %s recorded", queued.id, kind, mask_phone(phone))
+
+    def _wake(self, session: AsyncSession) -> None:
+        """Nothing to wake: a recorded message is sent already."""
+
+
+async def send_many(sms: SmsGateway, session: AsyncSession, messages: list[outbox.Message]) -> None:
+    """Queue the messages through `sms`: in batches when it is an outbox gateway, else one by
+    one through the port."""
+    if isinstance(sms, OutboxSmsGateway):
+        await sms.send_many(session, messages)
+        return
+    for m in messages:
+        params = {k: str(v) for k, v in (m.params or {}).items()}
+        await sms.send(
+            session,
+            phone=m.phone,
+            kind=m.kind,
+            body=m.body,
+            params=params,
+            key=m.key,
+            not_before=m.not_before,
+        )
 
 
 def build_gateway(settings: Settings) -> OutboxSmsGateway:

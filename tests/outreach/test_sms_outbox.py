@@ -100,6 +100,32 @@ async def test_the_same_key_queues_one_message(db: Database) -> None:
     assert [r.key for r in await rows(db)] == ["alert.wait:41", "alert.wait:42"]
 
 
+async def test_a_batch_queues_each_new_key_once_and_keeps_the_order(db: Database) -> None:
+    await queue(db, key="reminder:1")  # already in the outbox
+    batch = [
+        outbox.Message(PHONE, "alert.wait", {**WAIT, "number": f"A{i:03d}"}, key=f"reminder:{k}")
+        for i, k in enumerate([1, 2, 3, 2, 4])
+    ]
+    async with db.session() as session:
+        assert await OutboxSmsGateway().send_many(session, batch) == 3
+        await session.commit()
+    got = await rows(db)
+    assert [r.key for r in got] == ["reminder:1", "reminder:2", "reminder:3", "reminder:4"]
+    # The first message of a repeated key is the one kept; the one already queued is unchanged.
+    assert "A012" in got[0].body and "A001" in got[1].body and "A002" in got[2].body
+    assert "A004" in got[3].body
+
+
+async def test_a_batch_with_one_bad_message_queues_none(db: Database) -> None:
+    good = outbox.Message(PHONE, "alert.wait", WAIT, key="reminder:7")
+    bad = outbox.Message(PHONE, "alert.wait", CODE, key="reminder:8")
+    async with db.session() as session:
+        with pytest.raises(TemplateError):
+            await OutboxSmsGateway().send_many(session, [good, bad])
+        await session.commit()
+    assert await rows(db) == []
+
+
 async def test_a_message_that_does_not_fit_its_template_is_refused(db: Database) -> None:
     async with db.session() as session:
         with pytest.raises(TemplateError):
