@@ -410,6 +410,21 @@ class Settings(BaseModel):
         le=64,
         description="Threads running boto3 calls (they never run on the event loop).",
     )
+    photo_max_side: int = Field(
+        2048,
+        ge=640,
+        le=2560,
+        description=(
+            "Long side, in pixels, a tablet or phone brings a photo down to before uploading it "
+            "(2048 px: an A4 page at ~175 dpi; bench/weak_uplink.py measures the time it saves)."
+        ),
+    )
+    photo_quality: float = Field(
+        0.82,
+        ge=0.5,
+        le=0.95,
+        description="JPEG quality of a photo prepared on the device before upload.",
+    )
     upload_max_bytes: int = Field(
         50 * 1024 * 1024,
         ge=1024,

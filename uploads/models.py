@@ -166,12 +166,20 @@ class ChecklistItem(BaseModel):
     materials: list[MaterialRead] = []
 
 
+class PhotoPrep(BaseModel):
+    """How the device prepares a photo before upload (settings photo_max_side, photo_quality)."""
+
+    max_side: int = 2048
+    quality: float = 0.82
+
+
 class Checklist(BaseModel):
     case_id: int
     complete: bool
     missing: list[str]
     items: list[ChecklistItem]
     extras: list[MaterialRead]
+    photo: PhotoPrep = PhotoPrep()
 
 
 def material_read(m: Material) -> MaterialRead:

@@ -25,6 +25,7 @@ from uploads.models import (
     PartRead,
     PartsIn,
     PartUrl,
+    PhotoPrep,
     RequestIn,
     ReuseCandidate,
     ReuseIn,
@@ -79,9 +80,12 @@ async def confirm(ctx: Ctx) -> MaterialRead:
 
 
 async def checklist(ctx: Ctx) -> Checklist:
-    return await review_service.checklist(
+    out = await review_service.checklist(
         session=ctx.session, me=ctx.me, case_id=ctx.path_int("case_id")
     )
+    s = ctx.settings
+    out.photo = PhotoPrep(max_side=s.photo_max_side, quality=s.photo_quality)
+    return out
 
 
 async def review(ctx: Ctx) -> MaterialRead:

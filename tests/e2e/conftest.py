@@ -57,11 +57,13 @@ def _require_tools() -> None:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     _require_tools()
     # Short recording segments, so a call of a few seconds has finished segments to play; the
-    # wait-alert sweep every second, so a test sees an alert soon after its threshold passes.
+    # wait-alert sweep every second, so a test sees an alert soon after its threshold passes;
+    # photos prepared to a long side other than the default, so the story sees the setting obeyed.
     srv = Server(
         tmp_path_factory.mktemp("e2e"),
         recording_segment_seconds="2",
         alert_sweep_interval_seconds="1",
+        photo_max_side="1920",
     )
     srv.start()
     try:

@@ -289,7 +289,8 @@ async def test_bundle_case_request_note_and_clerk_screen(
     await shoot(point, "point-request-alert", TABLET)
     await shoot(clerk, "clerk-bundle-call", [DESKTOP])
 
-    # A 12-megapixel photo goes up prepared on the tablet: long side 2048, JPEG.
+    # A 12-megapixel photo goes up prepared on the tablet: JPEG, its long side the server's
+    # photo_max_side (this server: 1920), which the checklist tells the tablet.
     await p_cert.locator("input[type=file]").set_input_files(big_photo(tmp_path))
     await expect(p_cert.locator("[data-test=item-state][data-state=uploaded]")).to_be_visible()
     await expect(alert).to_have_count(0)
@@ -297,7 +298,8 @@ async def test_bundle_case_request_note_and_clerk_screen(
     checklist = await (await clerk.request.get(f"/api/v1/cases/{case_id}/checklist")).json()
     cert = next(i for i in checklist["items"] if i["name"] == "残疾人证")
     m = cert["materials"][-1]
-    assert max(m["width"], m["height"]) == 2048 and m["content_type"] == "image/jpeg", m
+    assert checklist["photo"]["max_side"] == 1920
+    assert max(m["width"], m["height"]) == 1920 and m["content_type"] == "image/jpeg", m
     assert m["size"] < 2_000_000, m
 
     # Hanging up asks first; the case stays on screen to be returned.

@@ -1,5 +1,6 @@
 // HTTP API client: JSON in and out, session cookie, CSRF header on writes, localized errors.
 import { reactive } from 'vue'
+import type { PhotoPrep } from './photo'
 
 export type Role =
   | 'community_worker'
@@ -364,6 +365,8 @@ export interface Checklist {
   missing: string[]
   items: ChecklistItem[]
   extras: Material[]
+  /** How the device prepares photos (the server's photo_max_side and photo_quality). */
+  photo?: PhotoPrep
 }
 
 export interface RecordingSegment {
