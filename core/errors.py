@@ -522,6 +522,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "该事项不出证照，无需配送",
         "This item issues no licence; there is nothing to deliver",
     ),
+    "delivery.choice_fixed": (
+        "上门服务的证照一律送证上门，无需选择",
+        "A home-service case's licence is always brought home; there is nothing to choose",
+    ),
+    "delivery.already_ordered": (
+        "已生成配送单，领取方式不能再更改",
+        "A delivery order exists already; the choice can no longer be changed",
+    ),
     "internal": ("服务器内部错误，请稍后再试", "Internal server error; please try again later"),
     "not_ready": ("服务尚未就绪", "Service not ready"),
 }

@@ -333,15 +333,48 @@ def register_jobs(
     )
 
 
+async def _choice(session: AsyncSession, case: Case) -> DeliveryChoiceRead:
+    assert case.id is not None
+    item = await session.get(ServiceItem, case.item_id)
+    available = item is not None and item.licence_type_id is not None
+    home = (
+        await session.exec(select(HomeRequest.id).where(HomeRequest.case_id == case.id))
+    ).first() is not None
+    order = (await session.exec(select(Delivery.id).where(Delivery.case_id == case.id))).first()
+    return DeliveryChoiceRead(
+        case_id=case.id,
+        deliver=available and (home or case.licence_delivery),
+        available=available,
+        fixed=home,
+        delivery_id=order,
+    )
+
+
+async def choice(
+    session: AsyncSession, *, principal: Principal, case_id: int
+) -> DeliveryChoiceRead:
+    """How the case's licence reaches the resident, for whoever may read the case."""
+    case = await cases.get(session=session, case_id=case_id)
+    await require_case(session, principal, case, CaseUse.read)
+    return await _choice(session, case)
+
+
 async def choose(
     session: AsyncSession, *, principal: Principal, case_id: int, deliver: bool, audit_kw: Any
 ) -> DeliveryChoiceRead:
-    """The resident (or the staff serving them) chose whether the licence is brought home."""
+    """The resident (or the staff serving them) chose whether the licence is brought home.
+
+    Refused for an item that issues no licence, for a home-service case (always brought home)
+    and once the order exists (the courier may be on the way)."""
     case = await cases.get(session=session, case_id=case_id)
     await require_case(session, principal, case, CaseUse.read)
-    item = await session.get(ServiceItem, case.item_id)
-    if item is None or item.licence_type_id is None:
+    now = await _choice(session, case)
+    if not now.available:
         raise Invalid("delivery.no_licence")
+    if now.fixed:
+        raise Conflict("delivery.choice_fixed")
+    if now.delivery_id is not None:
+        raise Conflict("delivery.already_ordered")
     if case.licence_delivery != deliver:
         case.licence_delivery = deliver
         session.add(case)
@@ -354,7 +387,7 @@ async def choose(
             detail={"deliver": deliver},
             **audit_kw,
         )
-    return DeliveryChoiceRead(case_id=case_id, deliver=deliver)
+    return now.model_copy(update={"deliver": deliver})
 
 
 # -- reading

@@ -123,6 +123,10 @@ async def release(ctx: Ctx) -> DeliveryRead:
     return await deliveries.read_one(ctx.session, d)
 
 
+async def get_choice(ctx: Ctx) -> DeliveryChoiceRead:
+    return await deliveries.choice(ctx.session, principal=ctx.me, case_id=ctx.path_int("case_id"))
+
+
 async def choose(ctx: Ctx) -> DeliveryChoiceRead:
     return await deliveries.choose(
         ctx.session,
@@ -214,6 +218,16 @@ def register(api: Api) -> None:
             None,
             None,
             DeliveryRead,
+        ),
+        (
+            "GET",
+            f"{V1}/cases/{{case_id:[0-9]+}}/licence-delivery",
+            get_choice,
+            "How the case's licence reaches the resident: at the hall or brought home",
+            "delivery.choose",
+            None,
+            None,
+            DeliveryChoiceRead,
         ),
         (
             "POST",

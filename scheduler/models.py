@@ -468,8 +468,13 @@ class DeliveryChoiceIn(BaseModel):
 
 
 class DeliveryChoiceRead(BaseModel):
+    """How the case's licence reaches the resident: picked up at the hall, or brought home."""
+
     case_id: int
-    deliver: bool
+    deliver: bool  # brought home (chosen, or a home-service case)
+    available: bool = True  # the item issues a licence (else there is nothing to choose)
+    fixed: bool = False  # a home-service case: always brought home
+    delivery_id: int | None = None  # the order, once made (then the choice is final)
 
 
 class FailIn(BaseModel):

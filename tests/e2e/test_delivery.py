@@ -1,4 +1,5 @@
-"""Courier delivery of a licence in a real Chromium on a phone-sized page: the courier opens
+"""Courier delivery of a licence in a real Chromium on a phone-sized page: the resident has the
+licence of a finished case brought home from their phone; the courier opens
 /courier, sets out (the resident gets a code by SMS), enters the last 4 ID digits and the code,
 draws a signature, takes the photo, loses the network and confirms; back online the proof
 arrives exactly once, and the resident's page, reached from the SMS link, shows it delivered.
@@ -31,16 +32,24 @@ from tests.e2e.conftest import (
 )
 from tests.e2e.server import Server
 from tests.e2e.test_home_service import sms_links
-from tests.e2e.test_resident import check_page, last_code, phone_page, register, settings_of, sql
+from tests.e2e.test_resident import (
+    check_page,
+    last_code,
+    phone_page,
+    register,
+    settings_of,
+    sms_link,
+    sql,
+)
 
 PHONE = {"width": 390, "height": 844}
 DOOR = {"latitude": 29.8641, "longitude": 121.4602, "accuracy": 12}
 CODE = re.compile(r"签收验证码(\d{6})")
 
 
-async def delivery_for(server: Server, resident_id: int) -> int:
-    """A case the clerk completed for the resident, who chose delivery; the licence register's
-    and the delivery job's intake run as the periodic jobs would."""
+async def completed_case(server: Server, resident_id: int) -> int:
+    """A case the clerk completed for the resident (licence HJ-004), collected at the hall
+    unless the resident chooses otherwise."""
     settings = settings_of(server)
     db = Database(settings.effective_database_url)
     try:
@@ -66,10 +75,21 @@ async def delivery_for(server: Server, resident_id: int) -> int:
                 line_id=line.id if line else None,
                 status="completed",
                 closed_at=utcnow(),
-                licence_delivery=True,
             )
             s.add(case)
-            await s.flush()
+            await s.commit()
+            return case.id or 0
+    finally:
+        await db.dispose()
+
+
+async def order_deliveries(server: Server, case_id: int) -> int:
+    """The licence register's and the delivery job's intake, as the periodic jobs run them;
+    the case's delivery order."""
+    settings = settings_of(server)
+    db = Database(settings.effective_database_url)
+    try:
+        async with db.session() as s:
             await licences.issue_from_cases(s, settings=settings, now=utcnow())
             cipher = PiiCipher(await asyncio.to_thread(settings.load_secret_key))
             made = await deliveries.create_for_cases(
@@ -79,12 +99,43 @@ async def delivery_for(server: Server, resident_id: int) -> int:
             await s.commit()
             row = (
                 await s.exec(
-                    select(deliveries.Delivery.id).where(deliveries.Delivery.case_id == case.id)
+                    select(deliveries.Delivery.id).where(deliveries.Delivery.case_id == case_id)
                 )
             ).one()
             return row
     finally:
         await db.dispose()
+
+
+async def resident_chooses_delivery(browser: Any, server: Server, rid: int, mobile: str) -> int:
+    """The resident opens the finished case on their phone and has the licence brought home;
+    the delivery job makes the order. The delivery's id."""
+    case_id = await completed_case(server, rid)
+    phone = await phone_page(browser, server)
+    await phone.goto(await sms_link(server, rid, f"/resident/cases/{case_id}"))
+    await phone.click("[data-test=send-code]")
+    await phone.locator("#res-link-code").wait_for()
+    await phone.fill("#res-link-code", await last_code(server, mobile))
+    await phone.click("[data-test=sign-in]")
+    await phone.wait_for_url(f"**/resident/cases/{case_id}")
+    choice = phone.locator("[data-test=delivery-choice]")
+    await expect(choice).to_have_attribute("data-deliver", "hall")
+    await choice.locator("[data-test=delivery-choice-home]").click()
+    await expect(choice).to_have_attribute("data-deliver", "home")
+    await expect(choice.locator("[data-test=delivery-choice-saved]")).to_have_text("已选择送证上门")
+    await check_page(phone, "case-delivery-choice", every=False)
+    chosen = "SELECT licence_delivery FROM service_case WHERE id = :c"
+    assert (await sql(server, chosen, c=case_id))[0][0] in (True, 1)
+    delivery = await order_deliveries(server, case_id)
+    # Once the order is made the page says so, with the way to follow it; no more choosing.
+    await phone.reload()
+    await expect(choice.locator("[data-test=delivery-choice-ordered]")).to_be_visible()
+    await expect(choice.locator("[data-test=delivery-choice-home]")).to_have_count(0)
+    await expect(choice.locator("[data-test=delivery-choice-follow]")).to_have_attribute(
+        "href", f"/resident/deliveries/{delivery}"
+    )
+    await phone.context.close()
+    return delivery
 
 
 async def sent_code(server: Server, phone: str) -> str:
@@ -124,7 +175,7 @@ async def test_a_courier_delivers_a_licence_with_proof_through_a_lost_network(
 ) -> None:
     mobile = "13911139301"
     rid, number = await register(server, 78, mobile, "赵阿姨")
-    delivery = await delivery_for(server, rid)
+    delivery = await resident_chooses_delivery(browser, server, rid, mobile)
 
     page = await new_page(browser, server, PHONE, geolocation=DOOR)
     await page.context.grant_permissions(["geolocation"], origin=server.base)

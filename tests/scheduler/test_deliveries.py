@@ -160,9 +160,27 @@ async def test_choosing_delivery_for_a_case(
     resident = await register(operator, 70, 902)
     case_id = await completed_case(settings, resident, deliver=False)
     clerk = await as_user("clerk.t07.h")
-    resp = await clerk.post(f"{API}/cases/{case_id}/licence-delivery", json={"deliver": True})
+    url = f"{API}/cases/{case_id}/licence-delivery"
+    before = await (await clerk.get(url)).json()
+    assert before == {
+        "case_id": case_id,
+        "deliver": False,
+        "available": True,
+        "fixed": False,
+        "delivery_id": None,
+    }
+    resp = await clerk.post(url, json={"deliver": True})
     assert resp.status == 200, await resp.text()
+    assert (await resp.json())["deliver"] is True
+    assert (await (await clerk.get(url)).json())["deliver"] is True
+    assert await timeline(settings, case_id) == ["deliveries.chosen"]
     assert (await run_orders(client, settings))["created"] == 1
+    # Once the order exists the choice is final: the courier may be on the way.
+    ordered = await (await clerk.get(url)).json()
+    assert ordered["deliver"] is True and ordered["delivery_id"] is not None
+    resp = await clerk.post(url, json={"deliver": False})
+    await expect_error(resp, 409, "delivery.already_ordered")
+    assert (await (await clerk.get(url)).json())["deliver"] is True
     # An item that issues no licence has nothing to deliver.
     plain = await completed_case(settings, resident, item="MZ-004", deliver=False)
     resp = await clerk.post(f"{API}/cases/{plain}/licence-delivery", json={"deliver": True})

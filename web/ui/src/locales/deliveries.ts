@@ -92,6 +92,19 @@ const zh = {
   proof_signature: '签名',
   proof_audit: '每次查看都会记入审计日志',
   close: '关闭',
+  // how the licence reaches the resident (DeliveryChoice.vue: the clerk's resident panel, the
+  // resident's case page)
+  choice: {
+    title: '证照领取方式',
+    hall: '到大厅领取',
+    home: '送证上门',
+    home_hint: '办好后由速递员送到登记地址，签收时核对身份',
+    fixed: '上门服务：证照办好后送证上门',
+    ordered: '已生成配送单，证照将送证上门',
+    follow: '查看配送进度',
+    saved_home: '已选择送证上门',
+    saved_hall: '已选择到大厅领取',
+  },
   // the resident's page
   res: {
     menu: '证照送到家',
@@ -200,6 +213,17 @@ const en: typeof zh = {
   proof_signature: 'Signature',
   proof_audit: 'Every view is written to the audit log',
   close: 'Close',
+  choice: {
+    title: 'How the licence is collected',
+    hall: 'Collect at the hall',
+    home: 'Bring it home',
+    home_hint: 'A courier brings it to the registered address once ready; identity is checked at the door',
+    fixed: 'Home service: the licence is brought home once ready',
+    ordered: 'A delivery order exists: the licence will be brought home',
+    follow: 'Follow the delivery',
+    saved_home: 'The licence will be brought home',
+    saved_hall: 'The licence will be collected at the hall',
+  },
   res: {
     menu: 'Licence brought home',
     title: 'Licence brought home',
