@@ -36,6 +36,7 @@ from core.models import (
     WindowLine,
 )
 from core.settings import Settings
+from outreach import reminders
 from outreach.models import HomeRequest, HomeVisit, VisitStatus
 from scheduler.models import OPEN_DELIVERY, Delivery, DeliveryAttempt
 from signaling.models import Ticket
@@ -55,6 +56,7 @@ from supervision.stats_models import (
     Breakdown,
     BreakdownRow,
     CallFigures,
+    CommunityHomeFigures,
     DailySeries,
     DeliveryFigures,
     Figures,
@@ -66,6 +68,7 @@ from supervision.stats_models import (
     Period,
     RatingFigures,
     RatingLevel,
+    ReminderFigures,
     RowFigures,
     StatsOptions,
     StatsQuery,
@@ -633,9 +636,28 @@ async def _followups(session: AsyncSession, s: Scope, now: dt.datetime) -> Follo
     return FollowupFigures(opened=int(row[0]), closed_on_time=int(row[1]), overdue=int(row[2]))
 
 
+async def _area_sites(
+    session: AsyncSession, principal: Principal, q: StatsQuery
+) -> set[int] | None:
+    """The sites of the query's area (its site, or the caller's); None: everywhere (admin)."""
+    if q.site_id is not None:
+        return await _below(session, q.site_id)
+    if principal.is_admin:
+        return None
+    sites: set[int] = set()
+    for site_id in principal.site_ids:
+        sites |= await _below(session, site_id)
+    return sites
+
+
+def _n(cond: Any) -> Any:
+    return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
+
+
 async def _home_visits(
-    session: AsyncSession, principal: Principal, s: Scope, q: StatsQuery
+    session: AsyncSession, s: Scope, q: StatsQuery, area: set[int] | None
 ) -> HomeVisitFigures | NotYet:
+    """Requests made and visits done or scheduled in the period, per requesting community."""
     if q.line_id is not None or q.clerk_id is not None:
         return NotYet(
             note="上门服务不经窗口办理，按窗口或工作人员筛选时不统计",
@@ -643,32 +665,86 @@ async def _home_visits(
         )
     v, r = HomeVisit.__table__, HomeRequest.__table__  # type: ignore[attr-defined]
     items = ServiceItem.__table__  # type: ignore[attr-defined]
-    where: list[Any] = [v.c.starts_at >= s.start, v.c.starts_at < s.end]
-    if q.site_id is not None:
-        where.append(r.c.site_id.in_(sorted(await _below(session, q.site_id))))
-    elif not principal.is_admin:
-        sites: set[int] = set()
-        for site_id in principal.site_ids:
-            sites |= await _below(session, site_id)
-        where.append(r.c.site_id.in_(sorted(sites) or [0]))
+    where: list[Any] = []
+    if area is not None:
+        where.append(r.c.site_id.in_(sorted(area) or [0]))
     if s.item_id != ALL:
         where.append(r.c.item_id == s.item_id)
     if q.department is not None:
         where.append(items.c.department == q.department)
-    status = v.c.status
-    row = (
-        await session.exec(  # type: ignore[call-overload]
-            sa.select(
-                sa.func.coalesce(sa.func.sum(sa.case((status == VisitStatus.done, 1), else_=0)), 0),
-                sa.func.coalesce(
-                    sa.func.sum(sa.case((status == VisitStatus.scheduled, 1), else_=0)), 0
-                ),
+    requests = dict(
+        (
+            await session.exec(  # type: ignore[call-overload]
+                sa.select(r.c.site_id, sa.func.count())
+                .select_from(r.join(items, items.c.id == r.c.item_id))
+                .where(*where, r.c.created_at >= s.start, r.c.created_at < s.end)
+                .group_by(r.c.site_id)
             )
-            .select_from(v.join(r, r.c.id == v.c.request_id).join(items, items.c.id == r.c.item_id))
-            .where(*where)
+        ).all()
+    )
+    status = v.c.status
+    visits = {
+        k: (int(d), int(sc))
+        for k, d, sc in (
+            await session.exec(  # type: ignore[call-overload]
+                sa.select(
+                    r.c.site_id,
+                    _n(status == VisitStatus.done),
+                    _n(status == VisitStatus.scheduled),
+                )
+                .select_from(
+                    v.join(r, r.c.id == v.c.request_id).join(items, items.c.id == r.c.item_id)
+                )
+                .where(*where, v.c.starts_at >= s.start, v.c.starts_at < s.end)
+                .group_by(r.c.site_id)
+            )
+        ).all()
+    }
+    keys = sorted(set(requests) | set(visits))
+    names = await _site_names(session, set(keys))
+    rows = [
+        CommunityHomeFigures(
+            site_id=k,
+            name=names.get(k, (str(k), ""))[0],
+            name_en=names.get(k, ("", ""))[1],
+            requests=int(requests.get(k, 0)),
+            done=visits.get(k, (0, 0))[0],
+            scheduled=visits.get(k, (0, 0))[1],
         )
-    ).one()
-    return HomeVisitFigures(done=int(row[0]), scheduled=int(row[1]))
+        for k in keys
+    ]
+    rows.sort(key=lambda c: (-c.requests, -c.done, c.name))
+    return HomeVisitFigures(
+        done=sum(c.done for c in rows),
+        scheduled=sum(c.scheduled for c in rows),
+        requests=sum(c.requests for c in rows),
+        by_community=rows,
+    )
+
+
+REMINDERS_NOT_HERE = NotYet(
+    note="证照到期提醒按发证机构统计，按窗口、事项或工作人员筛选时不统计",
+    note_en="expiry reminders are counted per issuing office: not for a line, item or clerk",
+)
+
+
+async def _reminders(
+    session: AsyncSession, s: Scope, q: StatsQuery, area: set[int] | None
+) -> ReminderFigures | NotYet:
+    """The area's licence-expiry reminders in the period (outreach.reminders.counts)."""
+    if q.line_id is not None or q.clerk_id is not None or q.item_id is not None:
+        return REMINDERS_NOT_HERE
+    if q.department is not None:
+        return REMINDERS_NOT_HERE
+    c = await reminders.counts(session, start=s.start, end=s.end, site_ids=area)
+    return ReminderFigures(
+        planned=c.planned,
+        queued=c.queued,
+        delivered=c.delivered,
+        failed=c.failed,
+        cancelled=c.cancelled_renewed + c.cancelled_opted_out + c.cancelled_no_phone,
+        opt_outs=c.opt_outs,
+    )
 
 
 async def _deliveries(session: AsyncSession, s: Scope, q: StatsQuery) -> DeliveryFigures | NotYet:
@@ -740,6 +816,7 @@ async def statistics(
         days = await _by_day(session, s, names)
         total = (await _grouped(session, s, None)).get(None, {})
         total["wait_max"] = max((m.get("wait_max", 0.0) for m in days.values()), default=0.0)
+    area = await _area_sites(session, principal, q)
     return StatsRead(
         period=Period(
             first_day=s.first_day,
@@ -761,8 +838,9 @@ async def statistics(
         followups=FOLLOWUPS_BY_ITEM
         if q.item_id is not None or q.clerk_id is not None
         else await _followups(session, s, now),
-        home_visits=await _home_visits(session, principal, s, q),
+        home_visits=await _home_visits(session, s, q, area),
         deliveries=await _deliveries(session, s, q),
+        reminders=await _reminders(session, s, q, area),
     )
 
 

@@ -132,11 +132,35 @@ class FollowupFigures(BaseModel):
     overdue: int
 
 
+class CommunityHomeFigures(BaseModel):
+    """One community's home service in the period."""
+
+    site_id: int
+    name: str
+    name_en: str = ""
+    requests: int  # requests made in the period (any way in: hotline, phone, tablet)
+    done: int  # visits done, of those starting in the period
+    scheduled: int  # visits still scheduled, of those starting in the period
+
+
 class HomeVisitFigures(BaseModel):
-    """Home visits (上门服务) done in the period, read live from their records."""
+    """Home visits (上门服务) in the period, read live from their records; per community."""
 
     done: int
     scheduled: int
+    requests: int = 0
+    by_community: list[CommunityHomeFigures] = []
+
+
+class ReminderFigures(BaseModel):
+    """Licence-expiry reminders (证照到期提醒) of the area's registers in the period, read live."""
+
+    planned: int  # came due
+    queued: int  # handed to the SMS outbox
+    delivered: int  # reported delivered by the carrier
+    failed: int
+    cancelled: int  # renewed, stopped by the resident or no phone
+    opt_outs: int
 
 
 class DeliveryFigures(BaseModel):
@@ -240,6 +264,7 @@ class StatsRead(BaseModel):
     followups: FollowupFigures | NotYet
     home_visits: HomeVisitFigures | NotYet
     deliveries: DeliveryFigures | NotYet
+    reminders: ReminderFigures | NotYet
 
 
 class Option(BaseModel):

@@ -122,7 +122,12 @@ async def test_history_figures_equal_the_raw_rows_for_every_filter(
         **bounds,
     )
     assert everything["followups"]["opened"] == opened[0][0] > 0
-    assert everything["home_visits"] == {"done": 0, "scheduled": 0}
+    assert everything["home_visits"] == {
+        "done": 0,
+        "scheduled": 0,
+        "requests": 0,
+        "by_community": [],
+    }
     assert everything["deliveries"] == {"delivered": 0, "failed_attempts": 0, "open": 0}
 
     lines = await _lines(settings)

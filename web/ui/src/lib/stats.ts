@@ -160,9 +160,29 @@ export interface DeliveryFigures {
   open: number
 }
 
+export interface CommunityHomeFigures {
+  site_id: number
+  name: string
+  name_en: string
+  requests: number
+  done: number
+  scheduled: number
+}
+
+export interface ReminderFigures {
+  planned: number
+  queued: number
+  delivered: number
+  failed: number
+  cancelled: number
+  opt_outs: number
+}
+
 export interface HomeVisitFigures {
   done: number
   scheduled: number
+  requests: number
+  by_community: CommunityHomeFigures[]
 }
 
 export interface Stats {
@@ -180,6 +200,7 @@ export interface Stats {
   followups: FollowupFigures | NotYet
   home_visits: HomeVisitFigures | NotYet
   deliveries: DeliveryFigures | NotYet
+  reminders: ReminderFigures | NotYet
 }
 
 export interface StatsOption {
