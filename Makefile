@@ -7,6 +7,9 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 UI := web/ui
 PYTEST_ARGS ?=
+# Test workers (pytest-xdist): one per CPU, at most 4. Each worker has its own databases,
+# servers and browser; TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 SHELL := /bin/bash
 
 .PHONY: run test lint format ui serve clean
@@ -67,13 +70,15 @@ format: $(VENV)/.installed-test
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-# The suite runs under coverage.py (branch coverage of the test process; the servers that
-# tests start as processes are not measured). The least covered modules and the total are
-# printed as a figure, not a gate; pytest's own summary line is repeated last.
+# The suite runs on TEST_WORKERS workers under coverage.py (branch coverage of the test
+# processes, gathered by pytest-cov; the servers that tests start as processes are not
+# measured). The least covered modules and the total are printed as a figure, not a gate;
+# pytest's own summary line is repeated last. --durations names the slowest tests.
 # pytest exits 5 when it collected nothing; that is reported, not hidden, but is not a failure.
 test: lint ui $(UI)/dist-e2e/index.html $(CHROMIUM)
 	@mkdir -p test-artifacts
-	set -o pipefail; $(PY) -m coverage run -m pytest $(PYTEST_ARGS) 2>&1 \
+	set -o pipefail; $(PY) -m pytest -n $(TEST_WORKERS) --cov --cov-report= --durations=15 \
+	  $(PYTEST_ARGS) 2>&1 \
 	  | tee test-artifacts/pytest.log; rc=$$?; \
 	  echo "--- branch coverage: the 15 least covered modules, and the total"; \
 	  $(PY) -m coverage report --sort=cover --skip-empty 2>/dev/null \
