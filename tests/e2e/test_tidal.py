@@ -116,10 +116,16 @@ async def test_the_head_applies_a_suggestion_and_the_clerk_serves_the_new_line_l
     await in_english_large_text(head, "supervisor-tidal")
     await expect(text).to_contain_text("从 高桥镇·市场监管 调往 高桥镇·户籍")  # back in Chinese
 
+    opened = head.locator("[data-test=count-tidal] .fig")
+    before = int((await opened.text_content() or "0").strip())
     await suggestion.locator("[data-test=tidal-apply]").click()
     move = panel.locator("[data-test=tidal-move]", has_text="高桥镇·市场监管窗口")
     await expect(move).to_contain_text("高桥镇·市场监管 → 高桥镇·户籍")
     await expect(panel.locator("[data-test=tidal-suggestion]")).to_have_count(0)
+    # The period's counts on the board tab follow: one more tidal-window opening.
+    await head.get_by_role("tab", name="实时监控").click()
+    await expect(opened).to_have_text(str(before + 1))
+    await head.get_by_role("tab", name="潮汐窗口").click()
 
     # The clerk's console, never reloaded: the new line and the notice appear by themselves.
     await expect(cards.filter(has_text="高桥镇·户籍")).to_have_count(1)
