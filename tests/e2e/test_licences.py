@@ -112,6 +112,13 @@ async def test_a_resident_opens_the_reminder_link_and_stops_reminders(
     await expect(card.locator("[data-test=rem-renew-remote]")).to_be_visible()
     await assert_elder_sizes(page)
     await check_page(page, "reminders")
+    # "Renew through the cloud window" opens taking a number for the item that issues it.
+    await card.locator("[data-test=rem-renew-remote]").click()
+    await page.wait_for_url("**/resident/take?item=*")
+    await expect(page.locator("[data-test=take-page]")).to_have_attribute("data-step", "confirm")
+    await expect(page.locator("[data-test=choice]")).to_contain_text("食品经营许可")
+    await page.go_back()
+    await expect(card.locator("[data-test=rem-renew-ways]")).to_be_visible()
 
     # Stop reminders of this kind: said at once, and kept by the server.
     await card.locator("[data-test=rem-stop]").click()

@@ -115,6 +115,7 @@ export async function residentGuard(to: RouteLocationNormalized): Promise<true |
 // ---- what the pages read and do
 
 export const searchItems = (q: string) => get<Item[]>('/items', { q, limit: 20 })
+export const itemByCode = (code: string) => get<Item>(`/items/${encodeURIComponent(code)}`)
 export const listBundles = () => get<Bundle[]>('/bundles')
 export const eligibility = (code: string, residentId: number) => get<Eligibility>(`/items/${code}/eligibility`, { resident_id: residentId })
 export const myCases = () => get<Case[]>('/cases', { limit: 100 })
