@@ -142,6 +142,16 @@ def _with_address(s: Settings, args: argparse.Namespace) -> Settings:
     return Settings.model_validate({**s.model_dump(), **changes}) if changes else s
 
 
+async def _live_queue(s: Settings) -> int:
+    from web.demo.live import seed_live_queue
+
+    db = Database(s.effective_database_url)
+    try:
+        return await seed_live_queue(db, s)
+    finally:
+        await db.dispose()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     s = _with_address(_settings(), args)
     print(f"serving on http://{s.host}:{s.port}/", flush=True)
@@ -158,6 +168,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # the days since (the statistics always have a few weeks to show).
         history = _history(s, s.demo_history_days, s.demo_history_per_year, fresh=True)
         _print_history(asyncio.run(history))
+    added = asyncio.run(_live_queue(s))
+    if added:
+        print(
+            f"今日排队 today's queue: {added} 人在高桥镇·民政等候，1 人已超过提醒时限 "
+            f"{added} waiting at 高桥镇·民政, one past the wait-alert threshold"
+        )
     _print_logins(summary, s)
     sys.stdout.flush()
     _serve(s)

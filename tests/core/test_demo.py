@@ -81,3 +81,47 @@ async def test_every_demo_login_works(as_user: Any) -> None:
     for login in seed.demo_logins():
         user = await as_user(login.username)
         assert user.me["role"] == login.role.value
+
+
+async def test_the_demo_starts_with_a_queue_and_one_live_wait_alert(settings: Settings) -> None:
+    """`cloudwindow demo` puts four residents in 高桥镇·民政's queue; the one waiting longest
+    is past the 15-minute threshold, so the alert sweep raises exactly one alert; a second start
+    the same day adds nobody."""
+    from core.db import utcnow
+    from core.events import Outbox
+    from outreach.sms import RecordingSmsGateway
+    from signaling.models import Ticket, TicketStatus
+    from supervision import alerts
+    from web.demo.live import seed_live_queue
+
+    db = Database(settings.effective_database_url)
+    try:
+        assert await seed_live_queue(db, settings) == 4
+        assert await seed_live_queue(db, settings) == 0
+        now = utcnow()
+        async with db.session() as s:
+            waiting = list(
+                (
+                    await s.exec(
+                        select(Ticket)
+                        .where(Ticket.status == TicketStatus.waiting)
+                        .order_by(Ticket.waiting_since)
+                    )
+                ).all()
+            )
+            waited = [(now - t.waiting_since).total_seconds() / 60 for t in waiting]
+            report = await alerts.raise_due(
+                session=s,
+                settings=settings,
+                sms=RecordingSmsGateway(),
+                outbox=Outbox(),
+                now=now,
+                node_id="test",
+            )
+            await s.commit()
+    finally:
+        await db.dispose()
+    assert [t.line_name for t in waiting] == ["高桥镇·民政"] * 4
+    assert [round(m) for m in waited] == [18, 9, 4, 1]
+    assert {t.priority_reason for t in waiting} == {"age80"}  # all over 80: served first
+    assert len(report.raised) == 1
