@@ -611,6 +611,11 @@ async def _site_names(session: AsyncSession, ids: set[int]) -> dict[int, tuple[s
 # -- records read live: follow-ups, home visits, deliveries
 
 
+def _n(cond: Any) -> Any:
+    """How many rows meet `cond` (0 when none)."""
+    return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
+
+
 async def _followups(session: AsyncSession, s: Scope, now: dt.datetime) -> FollowupFigures:
     f = RatingFollowup.__table__  # type: ignore[attr-defined]
     start, end = s.start, s.end
@@ -619,10 +624,7 @@ async def _followups(session: AsyncSession, s: Scope, now: dt.datetime) -> Follo
     missed = sa.or_(f.c.closed_at.is_(None), f.c.closed_at > f.c.due_at)
     due = sa.and_(f.c.due_at >= start, f.c.due_at < end, f.c.due_at <= now, missed)
 
-    def n(cond: Any) -> Any:
-        return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
-
-    q = sa.select(n(rated), n(closed), n(due)).select_from(f)
+    q = sa.select(_n(rated), _n(closed), _n(due)).select_from(f)
     where: list[Any] = [sa.or_(rated, closed, sa.and_(f.c.due_at >= start, f.c.due_at < end))]
     if not s.all_lines:
         where.append(f.c.line_id.in_(s.line_ids or [0]))
@@ -648,10 +650,6 @@ async def _area_sites(
     for site_id in principal.site_ids:
         sites |= await _below(session, site_id)
     return sites
-
-
-def _n(cond: Any) -> Any:
-    return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
 
 
 async def _home_visits(
@@ -764,14 +762,11 @@ async def _deliveries(session: AsyncSession, s: Scope, q: StatsQuery) -> Deliver
     if q.department is not None:
         where.append(items.c.department == q.department)
 
-    def n(cond: Any) -> Any:
-        return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
-
     delivered = sa.and_(d.c.delivered_at >= s.start, d.c.delivered_at < s.end)
     created = sa.and_(d.c.created_at >= s.start, d.c.created_at < s.end)
     row = (
         await session.exec(  # type: ignore[call-overload]
-            sa.select(n(delivered), n(sa.and_(created, d.c.status.in_(OPEN_DELIVERY))))
+            sa.select(_n(delivered), _n(sa.and_(created, d.c.status.in_(OPEN_DELIVERY))))
             .select_from(source)
             .where(*where, sa.or_(delivered, created))
         )
